@@ -1,0 +1,118 @@
+//! The parts of the stdin network configuration every plugin shares. Plugin-specific keys are
+//! read by each plugin from the same bytes; unknown keys are ignored because runtimes add
+//! `capabilities`, `cni.dev/*` and keys meant for other plugins of a chain.
+
+use crate::error::{CniError, ErrorCode};
+use crate::result::Dns;
+use serde::Deserialize;
+
+/// The largest stdin we read; a config this large is a mistake or an attack.
+pub const MAX_STDIN_BYTES: u64 = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetConf {
+    pub cni_version: Option<String>,
+    #[serde(default)]
+    pub cni_versions: Vec<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub plugin_type: String,
+    pub ipam: Option<IpamRef>,
+    pub dns: Option<Dns>,
+    pub prev_result: Option<serde_json::Value>,
+    pub runtime_config: Option<serde_json::Value>,
+    pub args: Option<serde_json::Value>,
+    /// GC's list; absent means the caller gave none (not "none are valid").
+    #[serde(
+        rename = "cni.dev/valid-attachments",
+        default,
+        deserialize_with = "present"
+    )]
+    pub valid_attachments: Option<Option<Vec<GcAttachment>>>,
+    /// The name spec 1.1.0's text used; newer libcni sends both.
+    #[serde(rename = "cni.dev/attachments", default, deserialize_with = "present")]
+    pub attachments: Option<Option<Vec<GcAttachment>>>,
+}
+
+/// The `ipam` object as far as the main plugin needs it: which binary to delegate to.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct IpamRef {
+    #[serde(rename = "type", default)]
+    pub plugin_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+pub struct GcAttachment {
+    #[serde(rename = "containerID", alias = "containerId")]
+    pub container_id: String,
+    #[serde(alias = "IfName", alias = "ifName")]
+    pub ifname: String,
+}
+
+/// Distinguishes an absent key (outer `None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D>(d: D) -> Result<Option<Option<Vec<GcAttachment>>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<Vec<GcAttachment>>::deserialize(d).map(Some)
+}
+
+impl NetConf {
+    pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
+        serde_json::from_slice(stdin).map_err(|e| {
+            CniError::new(
+                ErrorCode::Decode,
+                format!("error parsing network config: {e}"),
+            )
+        })
+    }
+
+    /// GC's valid attachments: `None` when the caller sent no list at all; `null` and `[]` both
+    /// mean that no attachment of this network is valid.
+    pub fn gc_valid_attachments(&self) -> Option<Vec<GcAttachment>> {
+        match (&self.valid_attachments, &self.attachments) {
+            (Some(list), _) | (None, Some(list)) => Some(list.clone().unwrap_or_default()),
+            (None, None) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_ignored_and_common_keys_read() {
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"n","type":"bridge","capabilities":{"ips":true},
+                "ipam":{"type":"host-local","subnet":"10.0.0.0/24"},"Documentation":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.name, "n");
+        assert_eq!(c.ipam.as_ref().unwrap().plugin_type, "host-local");
+        assert_eq!(c.gc_valid_attachments(), None);
+    }
+
+    #[test]
+    fn gc_lists_accept_both_spellings_and_null() {
+        let c = NetConf::parse(br#"{"cni.dev/valid-attachments":null}"#).unwrap();
+        assert_eq!(c.gc_valid_attachments(), Some(vec![]));
+        let c = NetConf::parse(br#"{"cni.dev/attachments":[{"containerID":"a","ifname":"eth0"}]}"#)
+            .unwrap();
+        assert_eq!(
+            c.gc_valid_attachments(),
+            Some(vec![GcAttachment {
+                container_id: "a".into(),
+                ifname: "eth0".into()
+            }])
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_a_decode_error() {
+        assert_eq!(NetConf::parse(b"{").unwrap_err().code, ErrorCode::Decode);
+    }
+}

@@ -1,0 +1,276 @@
+//! The plugin entry point: read the environment and stdin, check versions and names, dispatch
+//! the verb, print the result or error object. Nothing but protocol JSON goes to stdout.
+
+use crate::config::{NetConf, MAX_STDIN_BYTES};
+use crate::env::{validate_network_name, Command, Invocation};
+use crate::error::{CniError, ErrorCode};
+use crate::result::CniResult;
+use crate::version::{self, Version, CURRENT_VERSION, SUPPORTED_VERSIONS};
+use std::io::{Read, Write};
+
+/// One verb handler per CNI command; VERSION is answered here.
+pub trait Plugin {
+    fn add(&self, req: &Request) -> Result<CniResult, CniError>;
+    fn del(&self, req: &Request) -> Result<(), CniError>;
+    fn check(&self, req: &Request) -> Result<(), CniError>;
+    fn gc(&self, req: &Request) -> Result<(), CniError>;
+    fn status(&self, req: &Request) -> Result<(), CniError>;
+}
+
+/// A validated invocation with its configuration.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub invocation: Invocation,
+    /// The exact stdin bytes, forwarded unchanged to delegates.
+    pub stdin: Vec<u8>,
+    pub config: NetConf,
+    /// The negotiated version as text (echoed in results) and parsed.
+    pub version_text: String,
+    pub version: Version,
+}
+
+impl Request {
+    /// `prevResult` parsed in the request's version, if the runtime sent one.
+    pub fn prev_result(&self) -> Result<Option<CniResult>, CniError> {
+        match &self.config.prev_result {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => CniResult::parse(v, self.version)
+                .map(Some)
+                .map_err(|e| e.context("invalid prevResult")),
+        }
+    }
+}
+
+/// Runs `plugin` against the process environment and stdio and exits.
+pub fn main(plugin: &dyn Plugin, about: &str) -> ! {
+    let env = |k: &str| std::env::var(k).ok();
+    let code = run(
+        plugin,
+        about,
+        &env,
+        &mut std::io::stdin().lock(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    std::process::exit(code)
+}
+
+/// Testable core of [`main`]: returns the exit status.
+pub fn run(
+    plugin: &dyn Plugin,
+    about: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> i32 {
+    let mut reply_version = CURRENT_VERSION.to_string();
+    match dispatch(plugin, about, env, stdin, stderr, &mut reply_version) {
+        Ok(Some(output)) => {
+            if write_json(stdout, &output).is_err() {
+                return 1;
+            }
+            0
+        }
+        Ok(None) => 0,
+        Err(err) => {
+            let _ = writeln!(stderr, "{about}: {err}");
+            let _ = write_json(stdout, &err.to_json(&reply_version));
+            1
+        }
+    }
+}
+
+/// Go's `json.MarshalIndent(v, "", "    ")`: 4-space indent, no trailing newline.
+fn write_json(out: &mut dyn Write, value: &serde_json::Value) -> std::io::Result<()> {
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, formatter);
+    serde::Serialize::serialize(value, &mut ser).map_err(std::io::Error::other)?;
+    out.flush()
+}
+
+fn dispatch(
+    plugin: &dyn Plugin,
+    about: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    stdin: &mut dyn Read,
+    stderr: &mut dyn Write,
+    reply_version: &mut String,
+) -> Result<Option<serde_json::Value>, CniError> {
+    let Some(invocation) = Invocation::from_env(env)? else {
+        let _ = writeln!(stderr, "{about}");
+        let _ = writeln!(
+            stderr,
+            "CNI protocol versions supported: {}",
+            SUPPORTED_VERSIONS.join(", ")
+        );
+        return Ok(None);
+    };
+    if invocation.command == Command::Version {
+        // Runtimes probe with arbitrary stdin; it is not read.
+        return Ok(Some(version::version_reply()));
+    }
+    let mut bytes = Vec::new();
+    stdin
+        .take(MAX_STDIN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| CniError::io(format!("error reading from stdin: {e}")))?;
+    if bytes.len() as u64 > MAX_STDIN_BYTES {
+        return Err(CniError::new(
+            ErrorCode::Decode,
+            format!("network config on stdin is larger than {MAX_STDIN_BYTES} bytes"),
+        ));
+    }
+    let config = NetConf::parse(&bytes)?;
+    if let Some(v) = &config.cni_version {
+        reply_version.clone_from(v);
+    }
+    let (version_text, version) =
+        version::negotiate(config.cni_version.as_deref(), &config.cni_versions)?;
+    reply_version.clone_from(&version_text);
+    validate_network_name(&config.name)?;
+    invocation.validate_identity()?;
+    let min = match invocation.command {
+        Command::Check => Some(Version::V0_4_0),
+        Command::Gc | Command::Status => Some(Version::V1_1_0),
+        _ => None,
+    };
+    if let Some(min) = min {
+        if version < min {
+            return Err(CniError::new(
+                ErrorCode::IncompatibleVersion,
+                format!(
+                    "config version does not allow {}",
+                    invocation.command.as_str()
+                ),
+            ));
+        }
+    }
+    let req = Request {
+        invocation,
+        stdin: bytes,
+        config,
+        version_text,
+        version,
+    };
+    match req.invocation.command {
+        Command::Add => {
+            let result = plugin.add(&req)?;
+            Ok(Some(result.render(&req.version_text, req.version)?))
+        }
+        Command::Del => plugin.del(&req).map(|_| None),
+        Command::Check => plugin.check(&req).map(|_| None),
+        Command::Gc => plugin.gc(&req).map(|_| None),
+        Command::Status => plugin.status(&req).map(|_| None),
+        Command::Version => Ok(Some(version::version_reply())),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::result::IpConfig;
+    use std::collections::HashMap;
+
+    struct Fixed;
+    impl Plugin for Fixed {
+        fn add(&self, _: &Request) -> Result<CniResult, CniError> {
+            Ok(CniResult {
+                ips: vec![IpConfig {
+                    address: "10.0.0.2/24".parse().unwrap(),
+                    gateway: None,
+                    interface: None,
+                }],
+                ..CniResult::default()
+            })
+        }
+        fn del(&self, _: &Request) -> Result<(), CniError> {
+            Ok(())
+        }
+        fn check(&self, _: &Request) -> Result<(), CniError> {
+            Ok(())
+        }
+        fn gc(&self, _: &Request) -> Result<(), CniError> {
+            Ok(())
+        }
+        fn status(&self, _: &Request) -> Result<(), CniError> {
+            Err(CniError::new(ErrorCode::NotAvailable, "exhausted"))
+        }
+    }
+
+    fn call(vars: &[(&str, &str)], stdin: &str) -> (i32, String, String) {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(
+            &Fixed,
+            "CNI test plugin",
+            &|k| map.get(k).cloned(),
+            &mut stdin.as_bytes(),
+            &mut out,
+            &mut err,
+        );
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    const ADD: &[(&str, &str)] = &[
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_NETNS", "/x"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/p"),
+    ];
+
+    #[test]
+    fn banner_without_command_and_version_ignores_stdin() {
+        let (code, out, err) = call(&[], "");
+        assert_eq!((code, out.as_str()), (0, ""));
+        assert!(err.contains("CNI test plugin") && err.contains("1.1.0"));
+        let (code, out, _) = call(&[("CNI_COMMAND", "VERSION")], "garbage");
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["supportedVersions"].as_array().unwrap().len(), 7);
+    }
+
+    #[test]
+    fn add_renders_in_request_version_with_go_indentation() {
+        let (code, out, _) = call(ADD, r#"{"cniVersion":"0.3.1","name":"n","type":"t"}"#);
+        assert_eq!(code, 0);
+        assert!(out.starts_with("{\n    \"cniVersion\": \"0.3.1\""), "{out}");
+        assert!(!out.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["ips"][0]["version"], "4");
+    }
+
+    #[test]
+    fn errors_carry_codes_in_order_of_the_reference() {
+        let code_of = |vars: &[(&str, &str)], stdin: &str| {
+            let (code, out, _) = call(vars, stdin);
+            assert_eq!(code, 1);
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()["code"]
+                .as_u64()
+                .unwrap()
+        };
+        assert_eq!(code_of(ADD, "{"), 6);
+        assert_eq!(code_of(ADD, r#"{"cniVersion":"9.9.9","name":"n"}"#), 1);
+        assert_eq!(code_of(ADD, r#"{"cniVersion":"1.0.0","name":"../x"}"#), 7);
+        assert_eq!(code_of(ADD, r#"{"cniVersion":"1.0.0"}"#), 7);
+        let mut bad_id = ADD.to_vec();
+        bad_id[1] = ("CNI_CONTAINERID", "../../etc");
+        assert_eq!(code_of(&bad_id, r#"{"cniVersion":"1.0.0","name":"n"}"#), 4);
+        let check = [&[("CNI_COMMAND", "CHECK")], &ADD[1..]].concat();
+        assert_eq!(code_of(&check, r#"{"cniVersion":"0.3.1","name":"n"}"#), 1);
+        let status = [("CNI_COMMAND", "STATUS"), ("CNI_PATH", "/p")];
+        assert_eq!(code_of(&status, r#"{"cniVersion":"1.0.0","name":"n"}"#), 1);
+        assert_eq!(code_of(&status, r#"{"cniVersion":"1.1.0","name":"n"}"#), 50);
+        let huge = format!("{{\"x\":\"{}\"}}", "a".repeat(MAX_STDIN_BYTES as usize));
+        assert_eq!(code_of(ADD, &huge), 6);
+    }
+}
