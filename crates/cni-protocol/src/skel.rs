@@ -65,7 +65,15 @@ pub fn run(
     stderr: &mut dyn Write,
 ) -> i32 {
     let mut reply_version = CURRENT_VERSION.to_string();
-    match dispatch(plugin, about, env, stdin, stderr, &mut reply_version) {
+    match dispatch(
+        plugin,
+        about,
+        env,
+        stdin,
+        stdout,
+        stderr,
+        &mut reply_version,
+    ) {
         Ok(Some(output)) => {
             if write_json(stdout, &output).is_err() {
                 return 1;
@@ -94,6 +102,7 @@ fn dispatch(
     about: &str,
     env: &dyn Fn(&str) -> Option<String>,
     stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
     stderr: &mut dyn Write,
     reply_version: &mut String,
 ) -> Result<Option<serde_json::Value>, CniError> {
@@ -107,8 +116,10 @@ fn dispatch(
         return Ok(None);
     };
     if invocation.command == Command::Version {
-        // Runtimes probe with arbitrary stdin; it is not read.
-        return Ok(Some(version::version_reply()));
+        // Runtimes probe with arbitrary stdin; it is not read. Compact with a newline, as Go's
+        // encoder prints it.
+        let _ = writeln!(stdout, "{}", version::version_reply());
+        return Ok(None);
     }
     let mut bytes = Vec::new();
     stdin
@@ -162,7 +173,7 @@ fn dispatch(
         Command::Check => plugin.check(&req).map(|_| None),
         Command::Gc => plugin.gc(&req).map(|_| None),
         Command::Status => plugin.status(&req).map(|_| None),
-        Command::Version => Ok(Some(version::version_reply())),
+        Command::Version => Ok(None),
     }
 }
 

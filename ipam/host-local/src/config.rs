@@ -1,0 +1,324 @@
+//! host-local's configuration: the `ipam` object, `runtimeConfig.ips`/`ipRanges`, `args.cni.ips`
+//! and CNI_ARGS `IP=`, turned into canonical range sets and requested addresses. Pure.
+
+use crate::range::{RangeSet, RangeSpec};
+use cni_protocol::args::CniArgs;
+use cni_protocol::result::Route;
+use cni_protocol::{CniError, ErrorCode, Version};
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
+/// How long to wait for another process holding the network's lock before answering
+/// "try again later" (code 11) instead of hanging the runtime.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawConf {
+    ipam: Option<RawIpam>,
+    runtime_config: Option<RawRuntimeConfig>,
+    args: Option<RawArgs>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawIpam {
+    #[serde(flatten)]
+    legacy: RangeSpec,
+    #[serde(default)]
+    ranges: Vec<Vec<RangeSpec>>,
+    #[serde(default)]
+    routes: Vec<serde_json::Value>,
+    data_dir: Option<String>,
+    resolv_conf: Option<String>,
+    lock_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawRuntimeConfig {
+    #[serde(default, alias = "IPs")]
+    ips: Vec<String>,
+    #[serde(default, rename = "ipRanges", alias = "IPRanges")]
+    ip_ranges: Vec<Vec<RangeSpec>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawArgs {
+    cni: Option<RawCniArgs>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawCniArgs {
+    #[serde(default)]
+    ips: Vec<String>,
+}
+
+/// Where a network's leases live and how long to wait for its lock: all DEL and GC need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConf {
+    pub data_dir: PathBuf,
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IpamConf {
+    pub store: StoreConf,
+    /// In allocation order: runtimeConfig.ipRanges, legacy `subnet`, `ranges`.
+    pub range_sets: Vec<RangeSet>,
+    pub routes: Vec<Route>,
+    pub resolv_conf: Option<PathBuf>,
+    /// In the reference's order: CNI_ARGS IP, args.cni.ips, runtimeConfig.ips; no repeats.
+    pub requested: Vec<IpAddr>,
+}
+
+fn parse_raw(stdin: &[u8]) -> Result<(RawConf, RawIpam), CniError> {
+    let raw: RawConf = serde_json::from_slice(stdin).map_err(|e| {
+        CniError::new(
+            ErrorCode::Decode,
+            format!("invalid host-local configuration: {e}"),
+        )
+    })?;
+    let RawConf {
+        ipam,
+        runtime_config,
+        args,
+    } = raw;
+    let ipam = ipam.ok_or_else(|| CniError::invalid_config("IPAM config missing 'ipam' key"))?;
+    Ok((
+        RawConf {
+            ipam: None,
+            runtime_config,
+            args,
+        },
+        ipam,
+    ))
+}
+
+fn store_conf(ipam: &RawIpam) -> StoreConf {
+    StoreConf {
+        data_dir: PathBuf::from(
+            ipam.data_dir
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .unwrap_or(DEFAULT_DATA_DIR),
+        ),
+        lock_timeout: ipam
+            .lock_timeout_ms
+            .map_or(DEFAULT_LOCK_TIMEOUT, Duration::from_millis),
+    }
+}
+
+/// Only what releasing needs, so DEL and GC work even when the ranges no longer validate.
+pub fn load_store_conf(stdin: &[u8]) -> Result<StoreConf, CniError> {
+    let (_, ipam) = parse_raw(stdin)?;
+    Ok(store_conf(&ipam))
+}
+
+fn parse_requested(text: &str, source: &str) -> Result<IpAddr, CniError> {
+    let addr = text.split('/').next().unwrap_or_default().trim();
+    addr.parse()
+        .map_err(|_| CniError::invalid_config(format!("{source}: invalid IP address {text:?}")))
+}
+
+impl IpamConf {
+    pub fn load(
+        stdin: &[u8],
+        cni_args: &str,
+        version_text: &str,
+        version: Version,
+    ) -> Result<IpamConf, CniError> {
+        let (raw, ipam) = parse_raw(stdin)?;
+        let runtime = raw.runtime_config.unwrap_or_default();
+        let mut specs: Vec<Vec<RangeSpec>> = runtime.ip_ranges;
+        if !ipam.legacy.subnet.is_empty() {
+            specs.push(vec![ipam.legacy.clone()]);
+        }
+        specs.extend(ipam.ranges.iter().cloned());
+        if specs.is_empty() {
+            return Err(CniError::invalid_config("no IP ranges specified"));
+        }
+        let range_sets = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                RangeSet::from_specs(s)
+                    .map_err(|e| CniError::invalid_config(format!("invalid range set {i}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for i in 0..range_sets.len() {
+            for j in i + 1..range_sets.len() {
+                if range_sets[i].overlaps(&range_sets[j]) {
+                    return Err(CniError::invalid_config(format!(
+                        "range set {i} overlaps with {j}"
+                    )));
+                }
+            }
+        }
+        if version < Version::V0_3_0 {
+            let v4 = range_sets.iter().filter(|s| s.is_ipv4()).count();
+            if v4 > 1 || range_sets.len() - v4 > 1 {
+                return Err(CniError::invalid_config(format!(
+                    "CNI version {version_text} does not support more than 1 address per family"
+                )));
+            }
+        }
+        let args = CniArgs::parse(cni_args, &["IP"])?;
+        let mut requested = Vec::new();
+        let sources = args
+            .get("IP")
+            .map(|ip| (ip.to_string(), "CNI_ARGS IP"))
+            .into_iter()
+            .chain(
+                raw.args
+                    .and_then(|a| a.cni)
+                    .unwrap_or_default()
+                    .ips
+                    .into_iter()
+                    .map(|ip| (ip, "args.cni.ips")),
+            )
+            .chain(runtime.ips.into_iter().map(|ip| (ip, "runtimeConfig.ips")));
+        for (text, source) in sources {
+            let ip = parse_requested(&text, source)?;
+            if !requested.contains(&ip) {
+                requested.push(ip);
+            }
+        }
+        let routes = ipam
+            .routes
+            .iter()
+            .map(|r| {
+                Route::from_json(r)
+                    .map_err(|e| CniError::invalid_config(format!("invalid route: {}", e.msg)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(IpamConf {
+            store: store_conf(&ipam),
+            range_sets,
+            routes,
+            resolv_conf: ipam
+                .resolv_conf
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            requested,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn load(json: &str, args: &str, version: &str) -> Result<IpamConf, CniError> {
+        IpamConf::load(
+            json.as_bytes(),
+            args,
+            version,
+            Version::parse(version).unwrap(),
+        )
+    }
+
+    #[test]
+    fn range_sets_are_ordered_runtime_then_legacy_then_ranges() {
+        let c = load(
+            r#"{"ipam":{"subnet":"10.1.0.0/24","ranges":[[{"subnet":"10.2.0.0/24"}]]},
+                "runtimeConfig":{"ipRanges":[[{"subnet":"10.3.0.0/24"}]]}}"#,
+            "",
+            "1.0.0",
+        )
+        .unwrap();
+        let firsts: Vec<String> = c
+            .range_sets
+            .iter()
+            .map(|s| s.0[0].subnet.to_string())
+            .collect();
+        assert_eq!(firsts, ["10.3.0.0/24", "10.1.0.0/24", "10.2.0.0/24"]);
+        assert_eq!(c.store.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn requested_addresses_collect_from_all_sources_in_order() {
+        let c = load(
+            r#"{"ipam":{"subnet":"10.1.0.0/16"},"args":{"cni":{"ips":["10.1.0.9/24","10.1.0.10"]}},
+                "runtimeConfig":{"ips":["10.1.0.10","2001:db8::1/64"]}}"#,
+            "IgnoreUnknown=1;IP=10.1.0.8/8;K8S_POD_NAME=x",
+            "1.0.0",
+        )
+        .unwrap();
+        let got: Vec<String> = c.requested.iter().map(IpAddr::to_string).collect();
+        assert_eq!(got, ["10.1.0.8", "10.1.0.9", "10.1.0.10", "2001:db8::1"]);
+        assert_eq!(
+            load(r#"{"ipam":{"subnet":"10.1.0.0/16"}}"#, "IP=zzz", "1.0.0")
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidConfig
+        );
+        assert_eq!(
+            load(r#"{"ipam":{"subnet":"10.1.0.0/16"}}"#, "FOO=1", "1.0.0")
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidEnvironment
+        );
+    }
+
+    #[test]
+    fn validation_errors_match_the_reference_wording() {
+        let msg = |j: &str, v: &str| load(j, "", v).unwrap_err().msg;
+        assert_eq!(
+            msg(r#"{"name":"x"}"#, "1.0.0"),
+            "IPAM config missing 'ipam' key"
+        );
+        assert_eq!(msg(r#"{"ipam":{}}"#, "1.0.0"), "no IP ranges specified");
+        assert_eq!(
+            msg(
+                r#"{"ipam":{"ranges":[[{"subnet":"10.1.0.0/16"}],[{"subnet":"10.1.2.0/24"}]]}}"#,
+                "1.0.0"
+            ),
+            "range set 0 overlaps with 1"
+        );
+        assert_eq!(
+            msg(
+                r#"{"ipam":{"ranges":[[{"subnet":"10.1.0.0/22"},{"subnet":"10.1.2.0/24"}]]}}"#,
+                "1.0.0"
+            ),
+            "invalid range set 0: subnets 10.1.0.1-10.1.3.254 and 10.1.2.1-10.1.2.254 overlap"
+        );
+        assert_eq!(
+            msg(
+                r#"{"ipam":{"ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"10.2.0.0/24"}]]}}"#,
+                "0.2.0"
+            ),
+            "CNI version 0.2.0 does not support more than 1 address per family"
+        );
+        assert!(load(
+            r#"{"ipam":{"ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00::/64"}]]}}"#,
+            "",
+            "0.2.0"
+        )
+        .is_ok());
+        assert_eq!(
+            load(r#"{"ipam":{"subnet":5}}"#, "", "1.0.0")
+                .unwrap_err()
+                .code,
+            ErrorCode::Decode
+        );
+    }
+
+    #[test]
+    fn store_conf_survives_invalid_ranges() {
+        let s = load_store_conf(
+            br#"{"ipam":{"subnet":"10.1.2.3/24","dataDir":"/tmp/x","lockTimeoutMs":5}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            StoreConf {
+                data_dir: PathBuf::from("/tmp/x"),
+                lock_timeout: Duration::from_millis(5)
+            }
+        );
+    }
+}

@@ -1,0 +1,500 @@
+//! The lease store on disk, in the reference's format so either implementation can take over
+//! a node's leases:
+//!
+//! ```text
+//! <dataDir>/<network>/<ip>                 "<containerID>\r\n<ifname>", one file per lease
+//! <dataDir>/<network>/last_reserved_ip.<i> last address handed out from range set i
+//! <dataDir>/<network>/lock                 flock(2) serialising every command
+//! <dataDir>/<network>/.index/<id>:<ifname> our index: the addresses of one attachment
+//! <dataDir>/<network>/.index/stamp         the network dir's identity and times when we last
+//!                                          wrote it
+//! ```
+//!
+//! Lease files are the source of truth. The index lets DEL, CHECK and the duplicate check read
+//! one small file instead of every lease. It is trusted only while the stamp still matches
+//! the directory: any lease created or removed behind our back (by the reference binary, by
+//! hand, or by our own crash before the stamp was rewritten) changes the directory's
+//! mtime/ctime, and the index is rebuilt from a full scan. Every indexed address is also checked
+//! against its lease file before it is released.
+
+use crate::store::{Attachment, Lease, LeaseStore, Owner, StoreError};
+use fs2::FileExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const INDEX_DIR: &str = ".index";
+const STAMP: &str = "stamp";
+const LOCK: &str = "lock";
+const LAST_RESERVED: &str = "last_reserved_ip.";
+/// Longest index file name we write; longer keys are simply not indexed (found by scan).
+const MAX_KEY_LEN: usize = 250;
+
+fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> StoreError {
+    StoreError::Io(format!("{what}: {e}"))
+}
+
+/// Index key: `:` can appear in neither a container id nor an interface name.
+fn index_key(a: &Attachment) -> Option<String> {
+    Some(format!("{}:{}", a.container_id, a.ifname)).filter(|k| k.len() <= MAX_KEY_LEN)
+}
+
+fn legacy_key(container_id: &str) -> Option<String> {
+    Some(format!("{container_id}:")).filter(|k| k.len() <= MAX_KEY_LEN)
+}
+
+fn owner_key(owner: &Owner) -> Option<String> {
+    match owner {
+        Owner::Attachment(a) => index_key(a),
+        Owner::Legacy(id) => legacy_key(id),
+        Owner::Unknown => None,
+    }
+}
+
+/// A lease file name is the canonical text of its address (what Go's `net.IP.String` prints).
+fn lease_ip(name: &str) -> Option<IpAddr> {
+    name.parse::<IpAddr>()
+        .ok()
+        .filter(|ip| ip.to_string() == name)
+}
+
+fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Reads a small file without following a symlink planted at its path.
+fn read_small(path: &Path) -> std::io::Result<String> {
+    let mut text = String::new();
+    open_nofollow(path)?.take(4096).read_to_string(&mut text)?;
+    Ok(text)
+}
+
+pub struct DiskStore {
+    dir: PathBuf,
+    index_dir: PathBuf,
+    _lock: File,
+    /// Index entries loaded or changed in this command; `dirty` ones are written on commit.
+    index: BTreeMap<String, BTreeSet<IpAddr>>,
+    dirty: BTreeSet<String>,
+    /// A temp file holding one owner's lease content, hard-linked into place on reservation so
+    /// a lease appears complete or not at all; kept across addresses found taken.
+    lease_template: Option<(Attachment, PathBuf)>,
+    temp_seq: u32,
+}
+
+impl DiskStore {
+    /// Opens (creating if needed) the network's directory and takes its lock, waiting at most
+    /// `lock_timeout`. Refreshes the index if the directory changed behind our back.
+    pub fn open(
+        data_dir: &Path,
+        network: &str,
+        lock_timeout: Duration,
+    ) -> Result<DiskStore, StoreError> {
+        let dir = data_dir.join(network);
+        fs::create_dir_all(&dir)
+            .map_err(|e| io_err(format_args!("creating {}", dir.display()), e))?;
+        let meta = fs::symlink_metadata(&dir)
+            .map_err(|e| io_err(format_args!("inspecting {}", dir.display()), e))?;
+        if !meta.is_dir() {
+            return Err(StoreError::Io(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
+        }
+        let lock = Self::lock(&dir.join(LOCK), lock_timeout)?;
+        let index_dir = dir.join(INDEX_DIR);
+        let mut store = DiskStore {
+            dir,
+            index_dir,
+            _lock: lock,
+            index: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            lease_template: None,
+            temp_seq: 0,
+        };
+        store.ensure_index_dir()?;
+        if !store.stamp_matches() {
+            store.rebuild_index()?;
+        }
+        Ok(store)
+    }
+
+    fn lock(path: &Path, timeout: Duration) -> Result<File, StoreError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| io_err(format_args!("opening lock {}", path.display()), e))?;
+        if file.try_lock_exclusive().is_ok() {
+            return Ok(file);
+        }
+        // Block in a helper thread on a shared description of the same open file, so the
+        // wait can be abandoned: the lock belongs to the description, which `file` keeps.
+        let waiter = file
+            .try_clone()
+            .map_err(|e| io_err("duplicating lock descriptor", e))?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(waiter.lock_exclusive());
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(Ok(())) => Ok(file),
+            Ok(Err(e)) => Err(io_err(format_args!("locking {}", path.display()), e)),
+            Err(_) => Err(StoreError::LockTimeout(format!(
+                "{} is held by another process for more than {} ms",
+                path.display(),
+                timeout.as_millis()
+            ))),
+        }
+    }
+
+    fn ensure_index_dir(&self) -> Result<(), StoreError> {
+        match fs::symlink_metadata(&self.index_dir) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            // Something else (a planted symlink, a file) sits there: it is ours to replace.
+            Ok(_) => fs::remove_file(&self.index_dir).map_err(|e| io_err("replacing index", e))?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("inspecting index", e)),
+        }
+        match fs::create_dir(&self.index_dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(io_err(
+                format_args!("creating {}", self.index_dir.display()),
+                e,
+            )),
+        }
+    }
+
+    /// The network directory's identity and change times: any entry created, removed or
+    /// renamed in it moves mtime/ctime (kernels since 6.13 give a fine-grained time to the
+    /// first change after a stat, so a change right after ours is still seen).
+    fn current_stamp(&self) -> Result<String, StoreError> {
+        let m = fs::symlink_metadata(&self.dir).map_err(|e| io_err("inspecting network dir", e))?;
+        Ok(format!(
+            "v1 {} {} {}.{} {}.{} {}",
+            m.dev(),
+            m.ino(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+            m.size()
+        ))
+    }
+
+    fn stamp_matches(&self) -> bool {
+        match (
+            read_small(&self.index_dir.join(STAMP)),
+            self.current_stamp(),
+        ) {
+            (Ok(saved), Ok(now)) => saved == now,
+            _ => false,
+        }
+    }
+
+    fn temp_path(&mut self, what: &str) -> PathBuf {
+        self.temp_seq += 1;
+        self.index_dir.join(format!(
+            ".tmp-{what}-{}-{}",
+            std::process::id(),
+            self.temp_seq
+        ))
+    }
+
+    /// Writes `content` to `dest` atomically (temp file + rename, which replaces rather than
+    /// follows a symlink planted at `dest`).
+    fn write_atomic(&mut self, dest: &Path, content: &str) -> Result<(), StoreError> {
+        let tmp = self.temp_path("w");
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)?;
+            f.write_all(content.as_bytes())?;
+            fs::rename(&tmp, dest)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(|e| io_err(format_args!("writing {}", dest.display()), e))
+    }
+
+    /// Reads every lease file: the source of truth.
+    fn scan(&self) -> Result<Vec<Lease>, StoreError> {
+        let entries = fs::read_dir(&self.dir)
+            .map_err(|e| io_err(format_args!("reading {}", self.dir.display()), e))?;
+        let mut leases = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("reading network dir", e))?;
+            let Some(ip) = entry.file_name().to_str().and_then(lease_ip) else {
+                continue;
+            };
+            let owner = match read_small(&entry.path()) {
+                Ok(text) => Owner::parse(&text),
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                // Unreadable (e.g. a planted symlink): the name is taken, the owner unknown.
+                Err(_) => Owner::Unknown,
+            };
+            leases.push(Lease { ip, owner });
+        }
+        Ok(leases)
+    }
+
+    /// Replaces the whole index with what the lease files say.
+    fn rebuild_index(&mut self) -> Result<(), StoreError> {
+        let leases = self.scan()?;
+        let mut fresh: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
+        for lease in &leases {
+            if let Some(key) = owner_key(&lease.owner) {
+                fresh.entry(key).or_default().insert(lease.ip);
+            }
+        }
+        if let Ok(entries) = fs::read_dir(&self.index_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name != STAMP && !fresh.contains_key(&name) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        self.dirty = fresh.keys().cloned().collect();
+        self.index = fresh;
+        self.commit()
+    }
+
+    /// An attachment's indexed addresses (`None`: this key cannot be indexed, scan instead).
+    fn indexed(
+        &mut self,
+        key: Option<String>,
+    ) -> Result<Option<&mut BTreeSet<IpAddr>>, StoreError> {
+        let Some(key) = key else { return Ok(None) };
+        if !self.index.contains_key(&key) {
+            let ips = match read_small(&self.index_dir.join(&key)) {
+                Ok(text) => text.lines().filter_map(|l| l.parse().ok()).collect(),
+                Err(e) if e.kind() == ErrorKind::NotFound => BTreeSet::new(),
+                Err(e) => return Err(io_err("reading index", e)),
+            };
+            self.index.insert(key.clone(), ips);
+        }
+        Ok(self.index.get_mut(&key))
+    }
+
+    fn index_add(&mut self, owner: &Owner, ip: IpAddr) -> Result<(), StoreError> {
+        let key = owner_key(owner);
+        if let Some(set) = self.indexed(key.clone())? {
+            set.insert(ip);
+        }
+        self.dirty.extend(key);
+        Ok(())
+    }
+
+    fn index_remove(&mut self, owner: &Owner, ip: IpAddr) -> Result<(), StoreError> {
+        let key = owner_key(owner);
+        if let Some(set) = self.indexed(key.clone())? {
+            set.remove(&ip);
+        }
+        self.dirty.extend(key);
+        Ok(())
+    }
+
+    fn owner_of(&self, ip: IpAddr) -> Option<Owner> {
+        match read_small(&self.dir.join(ip.to_string())) {
+            Ok(text) => Some(Owner::parse(&text)),
+            Err(_) => None,
+        }
+    }
+
+    /// Addresses the index lists for `owner` that its lease files confirm. An entry the files
+    /// contradict means the index is stale: rebuild and ask again.
+    fn confirmed(&mut self, owner: &Owner) -> Result<Vec<IpAddr>, StoreError> {
+        let listed: Vec<IpAddr> = match self.indexed(owner_key(owner))? {
+            Some(set) => set.iter().copied().collect(),
+            None => {
+                return Ok(self
+                    .scan()?
+                    .into_iter()
+                    .filter(|l| l.owner == *owner)
+                    .map(|l| l.ip)
+                    .collect());
+            }
+        };
+        if listed
+            .iter()
+            .all(|ip| self.owner_of(*ip).as_ref() == Some(owner))
+        {
+            return Ok(listed);
+        }
+        self.rebuild_index()?;
+        Ok(self
+            .indexed(owner_key(owner))?
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default())
+    }
+
+    fn unlink_lease(&mut self, ip: IpAddr, owner: &Owner) -> Result<(), StoreError> {
+        match fs::remove_file(self.dir.join(ip.to_string())) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(format_args!("releasing {ip}"), e)),
+        }
+        self.index_remove(owner, ip)
+    }
+
+    fn lease_template(&mut self, owner: &Attachment) -> Result<PathBuf, StoreError> {
+        if let Some((o, path)) = &self.lease_template {
+            if o == owner {
+                return Ok(path.clone());
+            }
+        }
+        self.drop_template();
+        let path = self.temp_path("lease");
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)?;
+            f.write_all(owner.lease_content().as_bytes())
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&path);
+            return Err(io_err("writing lease", e));
+        }
+        self.lease_template = Some((owner.clone(), path.clone()));
+        Ok(path)
+    }
+
+    fn drop_template(&mut self) {
+        if let Some((_, path)) = self.lease_template.take() {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// Writes the changed index entries, then the stamp: after this the index describes the
+    /// directory exactly. Until it runs, the old stamp no longer matches and the next command
+    /// rebuilds, so a crash anywhere before this point cannot leave a lying index.
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        self.drop_template();
+        let dirty = std::mem::take(&mut self.dirty);
+        for key in dirty {
+            let path = self.index_dir.join(&key);
+            match self.index.get(&key).filter(|s| !s.is_empty()) {
+                Some(ips) => {
+                    let text: String = ips.iter().map(|ip| format!("{ip}\n")).collect();
+                    self.write_atomic(&path, &text)?;
+                }
+                None => match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err("updating index", e)),
+                },
+            }
+        }
+        let stamp = self.current_stamp()?;
+        let path = self.index_dir.join(STAMP);
+        self.write_atomic(&path, &stamp)
+    }
+
+    /// Addresses leased in the network, from file names only (no file is read): cheap enough
+    /// for STATUS.
+    pub fn leased_addresses(dir: &Path) -> std::io::Result<Vec<IpAddr>> {
+        let mut ips = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            if let Some(ip) = entry?.file_name().to_str().and_then(lease_ip) {
+                ips.push(ip);
+            }
+        }
+        Ok(ips)
+    }
+}
+
+impl Drop for DiskStore {
+    fn drop(&mut self) {
+        self.drop_template();
+    }
+}
+
+impl LeaseStore for DiskStore {
+    fn reserve(
+        &mut self,
+        ip: IpAddr,
+        owner: &Attachment,
+        set_index: usize,
+    ) -> Result<bool, StoreError> {
+        let template = self.lease_template(owner)?;
+        // link(2) fails with EEXIST whatever sits at the name, a symlink included: an atomic
+        // O_EXCL create that never exposes a half-written lease.
+        match fs::hard_link(&template, self.dir.join(ip.to_string())) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(io_err(format_args!("reserving {ip}"), e)),
+        }
+        // The inode now belongs to the lease; the next lease gets a file of its own.
+        self.drop_template();
+        self.index_add(&Owner::Attachment(owner.clone()), ip)?;
+        let last = self.dir.join(format!("{LAST_RESERVED}{set_index}"));
+        self.write_atomic(&last, &ip.to_string())?;
+        Ok(true)
+    }
+
+    fn last_reserved(&self, set_index: usize) -> Result<Option<IpAddr>, StoreError> {
+        match read_small(&self.dir.join(format!("{LAST_RESERVED}{set_index}"))) {
+            Ok(text) => Ok(text.trim().parse().ok()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => {
+                eprintln!("host-local: ignoring unreadable last reserved address of range set {set_index}: {e}");
+                Ok(None)
+            }
+        }
+    }
+
+    fn leases_of(&mut self, a: &Attachment) -> Result<Vec<IpAddr>, StoreError> {
+        let mut ips = self.confirmed(&Owner::Attachment(a.clone()))?;
+        ips.extend(self.confirmed(&Owner::Legacy(a.container_id.clone()))?);
+        Ok(ips)
+    }
+
+    fn release(&mut self, ip: IpAddr, a: &Attachment) -> Result<(), StoreError> {
+        let owner = Owner::Attachment(a.clone());
+        if self.owner_of(ip).as_ref() == Some(&owner) {
+            self.unlink_lease(ip, &owner)?;
+        }
+        Ok(())
+    }
+
+    fn release_attachment(&mut self, a: &Attachment) -> Result<Vec<IpAddr>, StoreError> {
+        let mut owner = Owner::Attachment(a.clone());
+        let mut ips = self.confirmed(&owner)?;
+        if ips.is_empty() {
+            owner = Owner::Legacy(a.container_id.clone());
+            ips = self.confirmed(&owner)?;
+        }
+        for ip in &ips {
+            self.unlink_lease(*ip, &owner)?;
+        }
+        Ok(ips)
+    }
+
+    fn leases(&mut self) -> Result<Vec<Lease>, StoreError> {
+        self.scan()
+    }
+
+    fn release_lease(&mut self, lease: &Lease) -> Result<(), StoreError> {
+        self.unlink_lease(lease.ip, &lease.owner)
+    }
+}

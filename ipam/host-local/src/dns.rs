@@ -1,0 +1,54 @@
+//! `resolvConf`: a resolv.conf file read into the result's `dns`, as the reference reads it
+//! (`search` and `options` accumulate across lines, `domain` last wins).
+
+use cni_protocol::result::Dns;
+use cni_protocol::CniError;
+use std::path::Path;
+
+pub fn parse(text: &str) -> Dns {
+    let mut dns = Dns::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 2 {
+            continue;
+        }
+        let values = fields[1..].iter().map(|s| s.to_string());
+        match fields[0] {
+            "nameserver" => dns.nameservers.push(fields[1].to_string()),
+            "domain" => dns.domain = fields[1].to_string(),
+            "search" => dns.search.extend(values),
+            "options" => dns.options.extend(values),
+            _ => {}
+        }
+    }
+    dns
+}
+
+pub fn read(path: &Path) -> Result<Dns, CniError> {
+    std::fs::read_to_string(path)
+        .map(|text| parse(&text))
+        .map_err(|e| {
+            CniError::invalid_config(format!("cannot read resolvConf {}: {e}", path.display()))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_field_and_skips_comments() {
+        let dns = parse(
+            "# c\n; c\nnameserver 10.0.0.1\nnameserver 10.0.0.2\ndomain a.com\ndomain b.com\n\
+             search x.com y.com\nsearch z.com\noptions ndots:5\noptions rotate attempts:2\nbogus\n",
+        );
+        assert_eq!(dns.nameservers, ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(dns.domain, "b.com");
+        assert_eq!(dns.search, ["x.com", "y.com", "z.com"]);
+        assert_eq!(dns.options, ["ndots:5", "rotate", "attempts:2"]);
+    }
+}
