@@ -498,3 +498,156 @@ impl LeaseStore for DiskStore {
         self.unlink_lease(lease.ip, &lease.owner)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn att(id: &str) -> Attachment {
+        Attachment::new(id, "eth0")
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn leases_are_written_in_the_reference_format() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = DiskStore::open(tmp.path(), "net", WAIT).unwrap();
+        assert!(store.reserve(ip("10.0.0.2"), &att("c1"), 0).unwrap());
+        assert!(!store.reserve(ip("10.0.0.2"), &att("c2"), 0).unwrap());
+        assert!(store.reserve(ip("fd00::2"), &att("c1"), 1).unwrap());
+        store.commit().unwrap();
+        let dir = tmp.path().join("net");
+        assert_eq!(
+            fs::read_to_string(dir.join("10.0.0.2")).unwrap(),
+            "c1\r\neth0"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("last_reserved_ip.1")).unwrap(),
+            "fd00::2"
+        );
+        let meta = fs::metadata(dir.join("fd00::2")).unwrap();
+        assert_eq!((meta.mode() & 0o777, meta.nlink()), (0o600, 1));
+        let leftovers: Vec<_> = fs::read_dir(dir.join(INDEX_DIR))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_lease_made_behind_our_back_invalidates_the_index() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("net");
+        DiskStore::open(tmp.path(), "net", WAIT)
+            .unwrap()
+            .commit()
+            .unwrap();
+        // Another implementation writes a lease (no index entry).
+        fs::write(dir.join("10.0.0.9"), "c9\r\neth0").unwrap();
+        let mut store = DiskStore::open(tmp.path(), "net", WAIT).unwrap();
+        assert_eq!(store.leases_of(&att("c9")).unwrap(), vec![ip("10.0.0.9")]);
+        assert_eq!(
+            store.release_attachment(&att("c9")).unwrap(),
+            vec![ip("10.0.0.9")]
+        );
+        store.commit().unwrap();
+        assert!(!dir.join("10.0.0.9").exists());
+    }
+
+    #[test]
+    fn a_crash_before_commit_is_repaired_by_the_next_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let mut store = DiskStore::open(tmp.path(), "net", WAIT).unwrap();
+            assert!(store.reserve(ip("10.0.0.2"), &att("c1"), 0).unwrap());
+            // Dropped without commit: as if the process died here.
+        }
+        let mut store = DiskStore::open(tmp.path(), "net", WAIT).unwrap();
+        assert_eq!(
+            store.release_attachment(&att("c1")).unwrap(),
+            vec![ip("10.0.0.2")]
+        );
+    }
+
+    #[test]
+    fn a_removed_or_lying_index_falls_back_to_the_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("net");
+        let mut store = DiskStore::open(tmp.path(), "net", WAIT).unwrap();
+        store.reserve(ip("10.0.0.2"), &att("c1"), 0).unwrap();
+        store.reserve(ip("10.0.0.3"), &att("c2"), 0).unwrap();
+        store.commit().unwrap();
+        drop(store);
+        fs::remove_dir_all(dir.join(INDEX_DIR)).unwrap();
+        let mut store = DiskStore::open(tmp.path(), "net", WAIT).unwrap();
+        assert_eq!(store.leases_of(&att("c2")).unwrap(), vec![ip("10.0.0.3")]);
+        store.commit().unwrap();
+        drop(store);
+        // An index entry rewritten to claim someone else's address: verified, not trusted.
+        fs::write(dir.join(INDEX_DIR).join("c1:eth0"), "10.0.0.3\n").unwrap();
+        let mut store = DiskStore::open(tmp.path(), "net", WAIT).unwrap();
+        assert_eq!(
+            store.release_attachment(&att("c1")).unwrap(),
+            vec![ip("10.0.0.2")]
+        );
+        store.commit().unwrap();
+        assert!(dir.join("10.0.0.3").exists());
+    }
+
+    #[test]
+    fn legacy_leases_are_released_only_without_current_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("net");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("10.0.0.5"), "c1").unwrap();
+        let mut store = DiskStore::open(tmp.path(), "net", WAIT).unwrap();
+        store.reserve(ip("10.0.0.6"), &att("c1"), 0).unwrap();
+        assert_eq!(
+            store.release_attachment(&att("c1")).unwrap(),
+            vec![ip("10.0.0.6")]
+        );
+        assert_eq!(
+            store.release_attachment(&att("c1")).unwrap(),
+            vec![ip("10.0.0.5")]
+        );
+        assert!(store.release_attachment(&att("c1")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn symlinks_planted_in_the_network_dir_are_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::write(&outside, "precious").unwrap();
+        let dir = tmp.path().join("data").join("net");
+        fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("10.0.0.2")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("last_reserved_ip.0")).unwrap();
+        let mut store = DiskStore::open(&tmp.path().join("data"), "net", WAIT).unwrap();
+        assert!(!store.reserve(ip("10.0.0.2"), &att("c1"), 0).unwrap());
+        assert!(store.reserve(ip("10.0.0.3"), &att("c1"), 0).unwrap());
+        store.commit().unwrap();
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "precious");
+        assert!(fs::symlink_metadata(dir.join("last_reserved_ip.0"))
+            .unwrap()
+            .is_file());
+    }
+
+    #[test]
+    fn a_held_lock_times_out_instead_of_hanging() {
+        let tmp = tempfile::tempdir().unwrap();
+        let _holder = DiskStore::open(tmp.path(), "net", WAIT).unwrap();
+        let started = std::time::Instant::now();
+        let err = DiskStore::open(tmp.path(), "net", Duration::from_millis(100))
+            .err()
+            .unwrap();
+        assert!(matches!(err, StoreError::LockTimeout(_)));
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+}
