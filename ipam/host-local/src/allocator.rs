@@ -304,4 +304,39 @@ mod tests {
             Err(AllocError::Duplicate { .. })
         ));
     }
+
+    proptest::proptest! {
+        /// Whatever the window and the order of releases, addresses are distinct, inside the
+        /// window, never the gateway, and the set is exhausted exactly at its capacity.
+        #[test]
+        fn allocation_is_distinct_in_window_and_exhausts_at_capacity(
+            start in 0u8..40, len in 1u8..40, gw in 0u8..90, releases in proptest::collection::vec(0usize..80, 0..20)
+        ) {
+            let spec = RangeSpec {
+                subnet: "10.0.0.0/25".into(),
+                range_start: Some(format!("10.0.0.{}", start + 1)),
+                range_end: Some(format!("10.0.0.{}", start + len)),
+                gateway: Some(format!("10.0.0.{gw}")),
+            };
+            let s = RangeSet::from_specs(&[spec]).unwrap();
+            let mut store = MemoryStore::default();
+            let mut got = Vec::new();
+            for n in 0..s.capacity() as usize {
+                let ip = allocate(&mut store, 0, &s, &owner(n), None).unwrap();
+                proptest::prop_assert!(s.contains(ip) && ip != s.0[0].gateway && !got.contains(&ip));
+                got.push(ip);
+            }
+            let exhausted = matches!(allocate(&mut store, 0, &s, &owner(999), None), Err(AllocError::Exhausted { .. }));
+            proptest::prop_assert!(exhausted);
+            for r in releases.iter().filter(|r| **r < got.len()) {
+                store.release_attachment(&owner(*r)).unwrap();
+            }
+            let free = s.capacity() as usize - store.leases.len();
+            for n in 0..free {
+                let ip = allocate(&mut store, 0, &s, &owner(1000 + n), None).unwrap();
+                proptest::prop_assert!(s.contains(ip));
+            }
+            proptest::prop_assert_eq!(store.leases.len() as u128, s.capacity());
+        }
+    }
 }
