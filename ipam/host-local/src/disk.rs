@@ -63,11 +63,44 @@ fn lease_ip(name: &str) -> Option<IpAddr> {
         .filter(|ip| ip.to_string() == name)
 }
 
+/// Gives an `O_TMPFILE` inode the name `dest` (fails with `AlreadyExists` if taken).
+fn link_unnamed(file: &File, dest: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(std::io::Error::other)?;
+    let to = std::ffi::CString::new(dest.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Opens a regular file for reading; a symlink or special file (a planted FIFO would block the
+/// open or the read forever) is an error.
 fn open_nofollow(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidData,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(file)
 }
 
 /// Reads a small file without following a symlink planted at its path.
@@ -84,10 +117,22 @@ pub struct DiskStore {
     /// Index entries loaded or changed in this command; `dirty` ones are written on commit.
     index: BTreeMap<String, BTreeSet<IpAddr>>,
     dirty: BTreeSet<String>,
-    /// A temp file holding one owner's lease content, hard-linked into place on reservation so
-    /// a lease appears complete or not at all; kept across addresses found taken.
-    lease_template: Option<(Attachment, PathBuf)>,
+    /// A nameless or temp file holding one owner's lease content, hard-linked into place on
+    /// reservation so a lease appears complete or not at all; kept across addresses found taken.
+    lease_template: Option<(Attachment, LeaseTemplate)>,
+    /// The stamp as found on open, while it still matches the directory.
+    stamp_on_open: Option<String>,
+    /// Last address reserved per range set in this command, written on commit.
+    last_reserved: BTreeMap<usize, IpAddr>,
     temp_seq: u32,
+}
+
+/// Where a lease's content waits before it is linked under the lease's name.
+enum LeaseTemplate {
+    /// An `O_TMPFILE` inode in the network dir: no directory entry to create or remove.
+    Unnamed(File),
+    /// A named temp file, for filesystems without `O_TMPFILE`.
+    Named(PathBuf),
 }
 
 impl DiskStore {
@@ -118,11 +163,14 @@ impl DiskStore {
             index: BTreeMap::new(),
             dirty: BTreeSet::new(),
             lease_template: None,
+            stamp_on_open: None,
+            last_reserved: BTreeMap::new(),
             temp_seq: 0,
         };
         store.ensure_index_dir()?;
-        if !store.stamp_matches() {
-            store.rebuild_index()?;
+        match store.matching_stamp() {
+            Some(stamp) => store.stamp_on_open = Some(stamp),
+            None => store.rebuild_index()?,
         }
         Ok(store)
     }
@@ -194,14 +242,10 @@ impl DiskStore {
         ))
     }
 
-    fn stamp_matches(&self) -> bool {
-        match (
-            read_small(&self.index_dir.join(STAMP)),
-            self.current_stamp(),
-        ) {
-            (Ok(saved), Ok(now)) => saved == now,
-            _ => false,
-        }
+    /// The saved stamp, if it still describes the directory.
+    fn matching_stamp(&self) -> Option<String> {
+        let saved = read_small(&self.index_dir.join(STAMP)).ok()?;
+        (self.current_stamp().ok()? == saved).then_some(saved)
     }
 
     fn temp_path(&mut self, what: &str) -> PathBuf {
@@ -213,24 +257,36 @@ impl DiskStore {
         ))
     }
 
-    /// Writes `content` to `dest` atomically (temp file + rename, which replaces rather than
-    /// follows a symlink planted at `dest`).
-    fn write_atomic(&mut self, dest: &Path, content: &str) -> Result<(), StoreError> {
-        let tmp = self.temp_path("w");
-        let result = (|| {
-            let mut f = OpenOptions::new()
+    /// Overwrites `dest` in place (no new directory entry after the first write, which is
+    /// what makes an ADD cheap on ext4). Only for files whose torn content is harmless: the
+    /// stamp and index (a torn write never matches, see `commit`) and `last_reserved_ip.*` (a
+    /// hint; the reference writes it the same way). A symlink or special file planted at
+    /// `dest` is replaced, never followed.
+    fn write_in_place(dest: &Path, content: &str) -> Result<(), StoreError> {
+        let open = || {
+            OpenOptions::new()
                 .write(true)
-                .create_new(true)
+                .create(true)
+                .truncate(true)
                 .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&tmp)?;
-            f.write_all(content.as_bytes())?;
-            fs::rename(&tmp, dest)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(|e| io_err(format_args!("writing {}", dest.display()), e))
+                // O_NONBLOCK: opening a planted FIFO must fail, not hang.
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+                .open(dest)
+        };
+        let replace = || -> std::io::Result<File> {
+            fs::remove_file(dest)?;
+            open()
+        };
+        let write = || -> std::io::Result<()> {
+            let mut file = match open() {
+                Ok(f) if f.metadata()?.is_file() => f,
+                Ok(_) => replace()?,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) => replace()?,
+                Err(e) => return Err(e),
+            };
+            file.write_all(content.as_bytes())
+        };
+        write().map_err(|e| io_err(format_args!("writing {}", dest.display()), e))
     }
 
     /// Reads every lease file: the source of truth.
@@ -354,13 +410,29 @@ impl DiskStore {
         self.index_remove(owner, ip)
     }
 
-    fn lease_template(&mut self, owner: &Attachment) -> Result<PathBuf, StoreError> {
-        if let Some((o, path)) = &self.lease_template {
-            if o == owner {
-                return Ok(path.clone());
-            }
+    fn lease_template(&mut self, owner: &Attachment) -> Result<&LeaseTemplate, StoreError> {
+        if !matches!(&self.lease_template, Some((o, _)) if o == owner) {
+            self.drop_template();
+            let template = self.new_template(&owner.lease_content())?;
+            self.lease_template = Some((owner.clone(), template));
         }
-        self.drop_template();
+        match &self.lease_template {
+            Some((_, template)) => Ok(template),
+            None => Err(StoreError::Io("lease template vanished".to_string())),
+        }
+    }
+
+    fn new_template(&mut self, content: &str) -> Result<LeaseTemplate, StoreError> {
+        let unnamed = OpenOptions::new()
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+            .open(&self.dir);
+        if let Ok(mut file) = unnamed {
+            file.write_all(content.as_bytes())
+                .map_err(|e| io_err("writing lease", e))?;
+            return Ok(LeaseTemplate::Unnamed(file));
+        }
         let path = self.temp_path("lease");
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new()
@@ -369,18 +441,17 @@ impl DiskStore {
                 .mode(0o600)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&path)?;
-            f.write_all(owner.lease_content().as_bytes())
+            f.write_all(content.as_bytes())
         };
         if let Err(e) = write() {
             let _ = fs::remove_file(&path);
             return Err(io_err("writing lease", e));
         }
-        self.lease_template = Some((owner.clone(), path.clone()));
-        Ok(path)
+        Ok(LeaseTemplate::Named(path))
     }
 
     fn drop_template(&mut self) {
-        if let Some((_, path)) = self.lease_template.take() {
+        if let Some((_, LeaseTemplate::Named(path))) = self.lease_template.take() {
             let _ = fs::remove_file(path);
         }
     }
@@ -390,13 +461,24 @@ impl DiskStore {
     /// rebuilds, so a crash anywhere before this point cannot leave a lying index.
     pub fn commit(&mut self) -> Result<(), StoreError> {
         self.drop_template();
+        for (set_index, ip) in std::mem::take(&mut self.last_reserved) {
+            let path = self.dir.join(format!("{LAST_RESERVED}{set_index}"));
+            Self::write_in_place(&path, &ip.to_string())?;
+        }
         let dirty = std::mem::take(&mut self.dirty);
+        let stamp_path = self.index_dir.join(STAMP);
+        // Index files are rewritten in place, so a crash may tear one. Normally this command
+        // changed the directory and the saved stamp no longer matches; if it did not, void the
+        // stamp first so a torn index can never be trusted.
+        if !dirty.is_empty() && self.stamp_on_open.take() == self.current_stamp().ok() {
+            Self::write_in_place(&stamp_path, "")?;
+        }
         for key in dirty {
             let path = self.index_dir.join(&key);
             match self.index.get(&key).filter(|s| !s.is_empty()) {
                 Some(ips) => {
                     let text: String = ips.iter().map(|ip| format!("{ip}\n")).collect();
-                    self.write_atomic(&path, &text)?;
+                    Self::write_in_place(&path, &text)?;
                 }
                 None => match fs::remove_file(&path) {
                     Ok(()) => {}
@@ -406,8 +488,9 @@ impl DiskStore {
             }
         }
         let stamp = self.current_stamp()?;
-        let path = self.index_dir.join(STAMP);
-        self.write_atomic(&path, &stamp)
+        Self::write_in_place(&stamp_path, &stamp)?;
+        self.stamp_on_open = Some(stamp);
+        Ok(())
     }
 
     /// Addresses leased in the network, from file names only (no file is read): cheap enough
@@ -436,10 +519,14 @@ impl LeaseStore for DiskStore {
         owner: &Attachment,
         set_index: usize,
     ) -> Result<bool, StoreError> {
-        let template = self.lease_template(owner)?;
+        let dest = self.dir.join(ip.to_string());
         // link(2) fails with EEXIST whatever sits at the name, a symlink included: an atomic
         // O_EXCL create that never exposes a half-written lease.
-        match fs::hard_link(&template, self.dir.join(ip.to_string())) {
+        let linked = match self.lease_template(owner)? {
+            LeaseTemplate::Unnamed(file) => link_unnamed(file, &dest),
+            LeaseTemplate::Named(path) => fs::hard_link(path, &dest),
+        };
+        match linked {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(io_err(format_args!("reserving {ip}"), e)),
@@ -447,12 +534,14 @@ impl LeaseStore for DiskStore {
         // The inode now belongs to the lease; the next lease gets a file of its own.
         self.drop_template();
         self.index_add(&Owner::Attachment(owner.clone()), ip)?;
-        let last = self.dir.join(format!("{LAST_RESERVED}{set_index}"));
-        self.write_atomic(&last, &ip.to_string())?;
+        self.last_reserved.insert(set_index, ip);
         Ok(true)
     }
 
     fn last_reserved(&self, set_index: usize) -> Result<Option<IpAddr>, StoreError> {
+        if let Some(ip) = self.last_reserved.get(&set_index) {
+            return Ok(Some(*ip));
+        }
         match read_small(&self.dir.join(format!("{LAST_RESERVED}{set_index}"))) {
             Ok(text) => Ok(text.trim().parse().ok()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
