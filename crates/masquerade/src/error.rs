@@ -1,0 +1,77 @@
+use std::io;
+
+/// Everything that can go wrong while installing, checking or removing masquerade state.
+/// Each variant says what was being attempted (`action`) and on which object.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The NETLINK_NETFILTER socket could not be opened or configured.
+    #[error("opening a NETLINK_NETFILTER socket: {0}")]
+    Socket(#[source] io::Error),
+
+    /// The kernel refused a request or a transaction (errno in `source`).
+    #[error("{action}: {source}")]
+    Netlink {
+        action: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Another writer changed the ruleset between our read and our transaction, every time.
+    #[error("{action}: the nftables ruleset kept changing under us ({attempts} attempts)")]
+    Contended { action: String, attempts: u32 },
+
+    /// A kernel reply did not have the expected shape.
+    #[error("{action}: unexpected netlink reply: {detail}")]
+    Protocol { action: String, detail: String },
+
+    /// An `iptables`/`iptables-restore` run failed or could not be started.
+    #[error("{action}: running {command}: {detail}")]
+    Command {
+        action: String,
+        command: String,
+        detail: String,
+    },
+
+    /// CHECK found the state incomplete; the message names what is missing or different.
+    #[error("masquerade state for {attachment}: {what}")]
+    Missing { attachment: String, what: String },
+
+    /// Several independent cleanups failed; every one is listed.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Many(Vec<Error>),
+}
+
+impl Error {
+    /// The errno behind a kernel refusal, if that is what this is.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Netlink { source, .. } | Error::Socket(source) => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn netlink(action: impl Into<String>, errno: i32) -> Self {
+        Error::Netlink {
+            action: action.into(),
+            source: io::Error::from_raw_os_error(errno),
+        }
+    }
+
+    pub(crate) fn protocol(action: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Protocol {
+            action: action.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Combine the failures of independent steps: `Ok` if there were none.
+    pub(crate) fn collect(mut errors: Vec<Error>) -> Result<()> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Many(errors)),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,104 @@
+//! Egress masquerade (SNAT) for pod addresses, as the `bridge` plugin's `ipMasq` needs it.
+//!
+//! Two backends implement [`MasqueradeBackend`]:
+//! - [`NftablesBackend`]: our own table `inet cni_masquerade_rs`, written over netlink in one
+//!   transaction per operation, O(1) in the number of pods (layout in [`nft`]);
+//! - [`IptablesBackend`]: the reference plugin's exact iptables rules, so a node can swap
+//!   binaries either way.
+//!
+//! Whatever backend is in use, DEL and GC should also call [`remove_reference_state`] /
+//! [`gc_reference_state`], which remove what the Go reference made for the same attachment
+//! with either of its backends; they cost a few netlink lookups when there is nothing to remove.
+//!
+//! All kernel state lives in the network namespace of the calling thread (sockets are opened
+//! there, commands are started from it). This crate knows nothing of the CNI protocol.
+
+mod error;
+pub mod iptables;
+mod naming;
+pub mod nft;
+mod reference;
+
+use std::fmt;
+
+use ipnetwork::IpNetwork;
+
+pub use error::{Error, Result};
+pub use iptables::IptablesBackend;
+pub use naming::{reference_iptables_chain, reference_iptables_comment};
+pub use nft::NftablesBackend;
+pub use reference::{gc_reference_state, remove_reference_state, REFERENCE_CHAIN, REFERENCE_TABLE};
+
+/// One container interface on one network: what masquerade state is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Attachment<'a> {
+    pub network: &'a str,
+    pub container_id: &'a str,
+    pub ifname: &'a str,
+}
+
+impl fmt::Display for Attachment<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "network {:?} container {:?} interface {:?}",
+            self.network, self.container_id, self.ifname
+        )
+    }
+}
+
+/// Installs, verifies and removes the masquerade state of attachments.
+///
+/// Addresses are the pod's addresses with their prefix (`10.1.0.5/24`): traffic from the
+/// address to anything outside that subnet and outside multicast is masqueraded.
+pub trait MasqueradeBackend {
+    /// Make `addresses` (all of the attachment's, any family) masquerade. Repeating it is
+    /// harmless; addresses the attachment had before and are not listed stop masquerading.
+    fn add(&mut self, att: &Attachment, addresses: &[IpNetwork]) -> Result<()>;
+
+    /// Remove the attachment's state. Needs no address, so it works after the container's
+    /// network namespace is gone; missing state is success.
+    fn del(&mut self, att: &Attachment) -> Result<()>;
+
+    /// Verify the state `add` made; the error names what is missing.
+    fn check(&mut self, att: &Attachment, addresses: &[IpNetwork]) -> Result<()>;
+
+    /// Remove the state of every attachment of `network` that is not in `keep`.
+    fn gc(&mut self, network: &str, keep: &[Attachment]) -> Result<()>;
+}
+
+/// Which backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Nftables,
+    Iptables,
+}
+
+impl BackendKind {
+    /// Parse the `ipMasqBackend` value of a configuration.
+    pub fn from_config(name: &str) -> Option<Self> {
+        match name {
+            "nftables" => Some(BackendKind::Nftables),
+            "iptables" => Some(BackendKind::Iptables),
+            _ => None,
+        }
+    }
+}
+
+/// nftables when the kernel offers nf_tables to this network namespace (a ruleset
+/// generation can be read over NETLINK_NETFILTER), iptables otherwise.
+pub fn detect_default() -> BackendKind {
+    if nft::available() {
+        BackendKind::Nftables
+    } else {
+        BackendKind::Iptables
+    }
+}
+
+/// Open a backend in the calling thread's network namespace.
+pub fn open(kind: BackendKind) -> Result<Box<dyn MasqueradeBackend>> {
+    Ok(match kind {
+        BackendKind::Nftables => Box::new(NftablesBackend::new()?),
+        BackendKind::Iptables => Box::new(IptablesBackend::new()),
+    })
+}

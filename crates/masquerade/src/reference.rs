@@ -1,0 +1,159 @@
+//! Removing what the Go reference plugin made for an attachment, whichever of its backends
+//! made it, so nodes can switch binaries and DEL/GC still leave nothing behind.
+//!
+//! - iptables backend (all versions): chain `CNI-<24 hex>` in table nat plus its POSTROUTING
+//!   jumps (see [`crate::iptables`]). Looked up first over netlink (iptables-nft keeps it in
+//!   nftables table `ip nat`) and in `/proc/net/ip*_tables_names` (iptables-legacy); a command
+//!   runs only if the chain may exist.
+//! - nftables backend (v1.6+): rules in `inet cni_plugins_masquerade` chain `masq_checks`,
+//!   one per address, whose comment starts with `H(net)-H(ifname:cid)`. One netlink lookup
+//!   tells whether the table exists; only then is that chain listed.
+
+use std::collections::HashSet;
+
+use crate::error::{Error, Result};
+use crate::iptables::{self, Flavor, IpFamily};
+use crate::naming::{instance_hash, network_hash, reference_nft_comment};
+use crate::nft::socket::{Batch, NfSocket};
+use crate::nft::wire::{attr, MsgType, NFPROTO_INET};
+use crate::nft::ObservedRule;
+use crate::Attachment;
+
+/// The reference's nftables table (family inet).
+pub const REFERENCE_TABLE: &str = "cni_plugins_masquerade";
+/// The chain of the reference's table holding one rule per pod address.
+pub const REFERENCE_CHAIN: &str = "masq_checks";
+const ATTEMPTS: u32 = 8;
+
+/// Remove the reference's iptables chain and nftables rules for `att`. Missing state is success;
+/// every failure is reported, after trying everything.
+pub fn remove_reference_state(att: &Attachment) -> Result<()> {
+    let action = format!("removing the reference's iptables masquerade for {att}");
+    let mut errors = iptables::delete_attachment(att, &action);
+    let prefix = instance_hash(att);
+    let action = format!("removing the reference's nftables masquerade for {att}");
+    if let Err(e) =
+        delete_reference_rules(&action, |comment| comment.starts_with(prefix.as_bytes()))
+    {
+        errors.push(e);
+    }
+    Error::collect(errors)
+}
+
+/// Remove the reference's state for `network` except that of the attachments in `keep`.
+///
+/// nftables rules are matched by their comment. The reference's iptables chains are found by
+/// the comment of their POSTROUTING jumps, which costs one listing per family and iptables
+/// flavour in use.
+pub fn gc_reference_state(network: &str, keep: &[Attachment]) -> Result<()> {
+    let mut errors = Vec::new();
+    let mut flavors = Vec::new();
+    // Any chain would do for the probe: it answers which flavours have a nat table at all.
+    for fam in [IpFamily::V4, IpFamily::V6] {
+        for f in iptables_flavors_in_use(fam) {
+            if !flavors.contains(&f) {
+                flavors.push(f);
+            }
+        }
+    }
+    if !flavors.is_empty() {
+        if let Err(e) = iptables::gc_chains(network, keep, &flavors) {
+            errors.push(e);
+        }
+    }
+    let net_prefix = format!("{}-", network_hash(network));
+    let keep: HashSet<Vec<u8>> = keep
+        .iter()
+        .filter(|a| a.network == network)
+        .map(reference_nft_comment)
+        .collect();
+    let action =
+        format!("collecting the reference's nftables masquerade garbage of network {network:?}");
+    if let Err(e) = delete_reference_rules(&action, |c| {
+        c.starts_with(net_prefix.as_bytes()) && !keep.contains(c)
+    }) {
+        errors.push(e);
+    }
+    Error::collect(errors)
+}
+
+/// Which iptables flavours have a nat table for `fam` in this namespace.
+fn iptables_flavors_in_use(fam: IpFamily) -> Vec<Flavor> {
+    let mut out = Vec::new();
+    let nfproto = match fam {
+        IpFamily::V4 => crate::nft::wire::NFPROTO_IPV4,
+        IpFamily::V6 => crate::nft::wire::NFPROTO_IPV6,
+    };
+    match NfSocket::open().and_then(|mut s| {
+        s.get("looking up table nat", MsgType::GetTable, nfproto, |m| {
+            m.put_str(attr::TABLE_NAME, "nat")
+        })
+    }) {
+        Ok(Some(_)) => out.push(Flavor::Nft),
+        Ok(None) => {}
+        Err(_) => return vec![Flavor::Default],
+    }
+    let names = match fam {
+        IpFamily::V4 => "/proc/net/ip_tables_names",
+        IpFamily::V6 => "/proc/net/ip6_tables_names",
+    };
+    if std::fs::read_to_string(names).is_ok_and(|s| s.lines().any(|l| l.trim() == "nat")) {
+        out.push(Flavor::Legacy);
+    }
+    out
+}
+
+/// Delete the rules of the reference's `masq_checks` chain whose comment `doomed` selects.
+fn delete_reference_rules(action: &str, doomed: impl Fn(&[u8]) -> bool) -> Result<()> {
+    let mut sock = NfSocket::open()?;
+    let table_exists = sock
+        .get(action, MsgType::GetTable, NFPROTO_INET, |m| {
+            m.put_str(attr::TABLE_NAME, REFERENCE_TABLE)
+        })?
+        .is_some();
+    if !table_exists {
+        return Ok(());
+    }
+    for _ in 0..ATTEMPTS {
+        let genid = sock.generation()?;
+        let Some(rules) = sock.chain_rules(NFPROTO_INET, REFERENCE_TABLE, REFERENCE_CHAIN)? else {
+            return Ok(());
+        };
+        let mut batch = sock.batch(Some(genid));
+        for rule in rules
+            .iter()
+            .filter(|r| r.comment.as_deref().is_some_and(&doomed))
+        {
+            push_delete_rule(&mut batch, rule);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match sock.commit(batch) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.errno == libc::ERESTART => continue,
+            Err(e) => return Err(Error::netlink(format!("{action}: {}", e.what), e.errno)),
+        }
+    }
+    Err(Error::Contended {
+        action: action.to_string(),
+        attempts: ATTEMPTS,
+    })
+}
+
+fn push_delete_rule(batch: &mut Batch, rule: &ObservedRule) {
+    batch.push(
+        MsgType::DelRule,
+        0,
+        NFPROTO_INET,
+        format!(
+            "deleting rule handle {} of chain inet {REFERENCE_TABLE} {REFERENCE_CHAIN}",
+            rule.handle
+        ),
+        |m| {
+            m.put_str(attr::RULE_TABLE, REFERENCE_TABLE);
+            m.put_str(attr::RULE_CHAIN, REFERENCE_CHAIN);
+            m.put_be64(attr::RULE_HANDLE, rule.handle);
+        },
+    );
+}

@@ -1,0 +1,863 @@
+//! Kernel tests: each runs on its own thread inside a fresh network namespace and asserts on the
+//! state `nft` and `iptables` report there. The host's firewall is never touched.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use ipnetwork::IpNetwork;
+use masquerade::{
+    gc_reference_state, reference_iptables_chain, remove_reference_state, Attachment,
+    IptablesBackend, MasqueradeBackend, NftablesBackend,
+};
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// Sandbox
+
+/// Run `body` on a new thread that has unshared its network namespace. Without root the test
+/// is skipped with a notice, or fails under CI.
+fn in_netns(name: &str, body: impl FnOnce() + Send + 'static) {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+            panic!("{name}: kernel tests need root (CI is set, so this is a failure)");
+        }
+        eprintln!("skipping {name}: kernel tests need root");
+        return;
+    }
+    // The namespace the process started in (the calling test thread never unshares), and
+    // init's where it is readable.
+    let before = fs::metadata("/proc/self/ns/net").unwrap().ino();
+    let init = fs::metadata("/proc/1/ns/net").ok().map(|m| m.ino());
+    let handle = std::thread::spawn(move || {
+        // SAFETY: unshare affects only the calling thread's namespaces.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET): {}",
+            std::io::Error::last_os_error()
+        );
+        let mine = fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
+        assert_ne!(mine, before, "still in the process's network namespace");
+        assert_ne!(Some(mine), init, "in init's network namespace");
+        // Commands started from this thread must land in the same namespace.
+        let child = run("readlink", &["/proc/self/ns/net"]);
+        assert_eq!(
+            child.trim(),
+            format!("net:[{mine}]"),
+            "child process left the sandbox"
+        );
+        body();
+    });
+    if let Err(panic) = handle.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn run_status(program: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let (ok, out, err) = run_status(program, args, None);
+    assert!(ok, "{program} {args:?} failed: {err}");
+    out
+}
+
+fn nft_apply(script: &str) {
+    let (ok, _, err) = run_status("nft", &["-f", "-"], Some(script));
+    assert!(ok, "nft -f failed: {err}\n{script}");
+}
+
+fn ruleset_text() -> String {
+    run("nft", &["list", "ruleset"])
+}
+
+fn ruleset_json() -> Vec<Value> {
+    let v: Value = serde_json::from_str(&run("nft", &["-j", "list", "ruleset"])).unwrap();
+    v["nftables"].as_array().cloned().unwrap_or_default()
+}
+
+/// The objects of one kind ("rule", "chain", ...) in table `table`.
+fn objects(ruleset: &[Value], kind: &str, table: &str) -> Vec<Value> {
+    ruleset
+        .iter()
+        .filter_map(|o| o.get(kind))
+        .filter(|o| o["table"] == table)
+        .cloned()
+        .collect()
+}
+
+fn chain_names(table: &str) -> Vec<String> {
+    objects(&ruleset_json(), "chain", table)
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn map_elements(map: &str) -> Vec<String> {
+    let ruleset = ruleset_json();
+    let Some(set) = objects(&ruleset, "map", "cni_masquerade_rs")
+        .into_iter()
+        .find(|m| m["name"] == map)
+    else {
+        return Vec::new();
+    };
+    set["elem"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} : {}",
+                e[0],
+                e[1]["jump"]["target"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+fn iptables_s(program: &str) -> Vec<String> {
+    run(program, &["-w", "-t", "nat", "-S"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn net(s: &str) -> IpNetwork {
+    s.parse().unwrap()
+}
+
+fn att<'a>(network: &'a str, container_id: &'a str, ifname: &'a str) -> Attachment<'a> {
+    Attachment {
+        network,
+        container_id,
+        ifname,
+    }
+}
+
+fn our_chain(a: &Attachment) -> String {
+    masquerade::nft::attachment_chain(a)
+}
+
+// ---------------------------------------------------------------------------------------------
+// nftables backend
+
+#[test]
+fn nft_add_creates_counted_rules_visible_to_nft() {
+    in_netns("nft_add_creates_counted_rules_visible_to_nft", || {
+        let a = att("mynet", "abc", "eth0");
+        let mut nft = NftablesBackend::new().unwrap();
+        nft.add(&a, &[net("10.1.0.5/24"), net("fd00:1::5/64")])
+            .unwrap();
+
+        let text = ruleset_text();
+        let chain = our_chain(&a);
+        assert!(text.contains("table inet cni_masquerade_rs {"), "{text}");
+        assert!(
+            text.contains("type nat hook postrouting priority srcnat; policy accept;"),
+            "{text}"
+        );
+        assert!(text.contains("ip saddr vmap @pods_ipv4"), "{text}");
+        assert!(text.contains("ip6 saddr vmap @pods_ipv6"), "{text}");
+        assert!(text.contains(&format!("10.1.0.5 : jump {chain}")), "{text}");
+        assert!(
+            text.contains(&format!("fd00:1::5 : jump {chain}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ip saddr 10.1.0.5 ip daddr != 10.1.0.0/24 ip daddr != 224.0.0.0/4 \
+                 counter packets 0 bytes 0 masquerade comment \"net: mynet, if: eth0, id: abc\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ip6 saddr fd00:1::5 ip6 daddr != fd00:1::/64 ip6 daddr != ff00::/8 \
+                 counter packets 0 bytes 0 masquerade"
+            ),
+            "{text}"
+        );
+
+        // The JSON view has a counter object on each pod rule.
+        let ruleset = ruleset_json();
+        let rules: Vec<Value> = objects(&ruleset, "rule", "cni_masquerade_rs")
+            .into_iter()
+            .filter(|r| r["chain"] == chain.as_str())
+            .collect();
+        assert_eq!(rules.len(), 2);
+        for rule in &rules {
+            let exprs = rule["expr"].as_array().unwrap();
+            assert!(exprs.iter().any(|e| e["counter"]["packets"] == 0), "{rule}");
+            assert!(
+                exprs.iter().any(|e| e.get("masquerade").is_some()),
+                "{rule}"
+            );
+        }
+
+        // No traffic yet, so check is satisfied by the rules alone.
+        nft.check(&a, &[net("10.1.0.5/24"), net("fd00:1::5/64")])
+            .unwrap();
+
+        // What `nft list ruleset` prints loads back unchanged (comments need no escaping).
+        nft_apply("flush ruleset\n");
+        nft_apply(&text);
+        assert_eq!(ruleset_text(), text);
+        nft.check(&a, &[net("10.1.0.5/24"), net("fd00:1::5/64")])
+            .unwrap();
+    });
+}
+
+#[test]
+fn nft_add_twice_is_idempotent() {
+    in_netns("nft_add_twice_is_idempotent", || {
+        let a = att("mynet", "abc", "eth0");
+        let addrs = [net("10.1.0.5/24")];
+        let mut nft = NftablesBackend::new().unwrap();
+        nft.add(&a, &addrs).unwrap();
+        let first = ruleset_text();
+        nft.add(&a, &addrs).unwrap();
+        // A second backend instance (another plugin process) sees the same.
+        NftablesBackend::new().unwrap().add(&a, &addrs).unwrap();
+        assert_eq!(first, ruleset_text());
+        nft.check(&a, &addrs).unwrap();
+    });
+}
+
+#[test]
+fn nft_readd_with_other_addresses_drops_the_old_ones() {
+    in_netns("nft_readd_with_other_addresses_drops_the_old_ones", || {
+        let a = att("mynet", "abc", "eth0");
+        let mut nft = NftablesBackend::new().unwrap();
+        nft.add(&a, &[net("10.1.0.5/24")]).unwrap();
+        nft.add(&a, &[net("10.1.0.6/24")]).unwrap();
+        let chain = our_chain(&a);
+        assert_eq!(
+            map_elements("pods_ipv4"),
+            vec![format!("\"10.1.0.6\" : {chain}")]
+        );
+        let text = ruleset_text();
+        assert!(!text.contains("10.1.0.5"), "{text}");
+        nft.check(&a, &[net("10.1.0.6/24")]).unwrap();
+        assert!(nft.check(&a, &[net("10.1.0.5/24")]).is_err());
+    });
+}
+
+#[test]
+fn nft_del_removes_only_that_attachment() {
+    in_netns("nft_del_removes_only_that_attachment", || {
+        let a = att("mynet", "aaa", "eth0");
+        let b = att("mynet", "bbb", "eth0");
+        let a2 = att("mynet", "aaa", "eth1");
+        let mut nft = NftablesBackend::new().unwrap();
+        nft.add(&a, &[net("10.1.0.5/24"), net("fd00:1::5/64")])
+            .unwrap();
+        nft.add(&a2, &[net("10.2.0.5/24")]).unwrap();
+        nft.add(&b, &[net("10.1.0.6/24")]).unwrap();
+
+        nft.del(&a).unwrap();
+        let chains = chain_names("cni_masquerade_rs");
+        assert!(!chains.contains(&our_chain(&a)), "{chains:?}");
+        assert!(chains.contains(&our_chain(&b)), "{chains:?}");
+        assert!(chains.contains(&our_chain(&a2)), "{chains:?}");
+        assert_eq!(
+            map_elements("pods_ipv4"),
+            vec![
+                format!("\"10.1.0.6\" : {}", our_chain(&b)),
+                format!("\"10.2.0.5\" : {}", our_chain(&a2)),
+            ]
+        );
+        assert!(map_elements("pods_ipv6").is_empty());
+        nft.check(&b, &[net("10.1.0.6/24")]).unwrap();
+        nft.check(&a2, &[net("10.2.0.5/24")]).unwrap();
+        let err = nft.check(&a, &[net("10.1.0.5/24")]).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    });
+}
+
+#[test]
+fn nft_del_of_missing_state_succeeds() {
+    in_netns("nft_del_of_missing_state_succeeds", || {
+        let a = att("mynet", "abc", "eth0");
+        let mut nft = NftablesBackend::new().unwrap();
+        // No table at all.
+        nft.del(&a).unwrap();
+        nft.gc("mynet", &[]).unwrap();
+        // Table present, attachment absent; then DEL twice.
+        nft.add(&att("mynet", "other", "eth0"), &[net("10.1.0.7/24")])
+            .unwrap();
+        nft.del(&a).unwrap();
+        nft.add(&a, &[net("10.1.0.5/24")]).unwrap();
+        nft.del(&a).unwrap();
+        nft.del(&a).unwrap();
+        assert!(!chain_names("cni_masquerade_rs").contains(&our_chain(&a)));
+    });
+}
+
+#[test]
+fn nft_check_names_what_is_missing() {
+    in_netns("nft_check_names_what_is_missing", || {
+        let a = att("mynet", "abc", "eth0");
+        let addrs = [net("10.1.0.5/24")];
+        let mut nft = NftablesBackend::new().unwrap();
+        let err = nft.check(&a, &addrs).unwrap_err();
+        assert!(
+            err.to_string().contains("postrouting does not exist"),
+            "{err}"
+        );
+
+        nft.add(&a, &addrs).unwrap();
+        nft_apply("delete element inet cni_masquerade_rs pods_ipv4 { 10.1.0.5 }\n");
+        let err = nft.check(&a, &addrs).unwrap_err();
+        assert!(
+            err.to_string().contains("has no element for 10.1.0.5"),
+            "{err}"
+        );
+
+        nft.add(&a, &addrs).unwrap();
+        nft.check(&a, &addrs).unwrap();
+        nft_apply(&format!(
+            "flush chain inet cni_masquerade_rs {}\n",
+            our_chain(&a)
+        ));
+        let err = nft.check(&a, &addrs).unwrap_err();
+        assert!(
+            err.to_string().contains("no rule masquerading 10.1.0.5/24"),
+            "{err}"
+        );
+        // DEL copes with a chain whose rules no longer name the addresses jumping to it.
+        nft.del(&a).unwrap();
+        assert!(map_elements("pods_ipv4").is_empty());
+        assert!(!chain_names("cni_masquerade_rs").contains(&our_chain(&a)));
+    });
+}
+
+#[test]
+fn nft_address_reused_by_a_new_attachment_survives_the_old_del() {
+    in_netns(
+        "nft_address_reused_by_a_new_attachment_survives_the_old_del",
+        || {
+            let old = att("mynet", "old", "eth0");
+            let new = att("mynet", "new", "eth0");
+            let addrs = [net("10.1.0.5/24")];
+            let mut nft = NftablesBackend::new().unwrap();
+            nft.add(&old, &addrs).unwrap();
+            nft.add(&new, &addrs).unwrap();
+            nft.del(&old).unwrap();
+            assert_eq!(
+                map_elements("pods_ipv4"),
+                vec![format!("\"10.1.0.5\" : {}", our_chain(&new))]
+            );
+            nft.check(&new, &addrs).unwrap();
+        },
+    );
+}
+
+#[test]
+fn nft_gc_keeps_only_listed_attachments_of_the_network() {
+    in_netns(
+        "nft_gc_keeps_only_listed_attachments_of_the_network",
+        || {
+            let a = att("net1", "a", "eth0");
+            let b = att("net1", "b", "eth0");
+            let c = att("net1", "c", "eth0");
+            let d = att("net2", "d", "eth0");
+            let mut nft = NftablesBackend::new().unwrap();
+            nft.add(&a, &[net("10.1.0.2/24")]).unwrap();
+            nft.add(&b, &[net("10.1.0.3/24"), net("fd00::3/64")])
+                .unwrap();
+            nft.add(&c, &[net("10.1.0.4/24"), net("fd00::4/64")])
+                .unwrap();
+            nft.add(&d, &[net("10.2.0.2/24")]).unwrap();
+
+            nft.gc("net1", &[b, d]).unwrap();
+            let chains = chain_names("cni_masquerade_rs");
+            assert!(chains.contains(&our_chain(&b)));
+            assert!(chains.contains(&our_chain(&d)));
+            assert!(!chains.contains(&our_chain(&a)));
+            assert!(!chains.contains(&our_chain(&c)));
+            assert_eq!(map_elements("pods_ipv4").len(), 2);
+            assert_eq!(
+                map_elements("pods_ipv6"),
+                vec![format!("\"fd00::3\" : {}", our_chain(&b))]
+            );
+            nft.check(&b, &[net("10.1.0.3/24"), net("fd00::3/64")])
+                .unwrap();
+            nft.check(&d, &[net("10.2.0.2/24")]).unwrap();
+        },
+    );
+}
+
+#[test]
+fn nft_add_and_del_cost_stays_flat() {
+    in_netns("nft_add_and_del_cost_stays_flat", || {
+        // MASQ_BENCH_PODS raises the pod count for a manual measurement.
+        let n: u32 = std::env::var("MASQ_BENCH_PODS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        let ids: Vec<String> = (0..n).map(|i| format!("pod{i}")).collect();
+        let mut nft = NftablesBackend::new().unwrap();
+        let mut add_us = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let addr = net(&format!("10.{}.{}.{}/16", 10, i / 250, i % 250 + 2));
+            let t = Instant::now();
+            nft.add(&att("bench", id, "eth0"), &[addr]).unwrap();
+            add_us.push(t.elapsed().as_micros());
+        }
+        let mut del_us = Vec::new();
+        for id in &ids {
+            let t = Instant::now();
+            nft.del(&att("bench", id, "eth0")).unwrap();
+            del_us.push(t.elapsed().as_micros());
+        }
+        let median = |v: &mut Vec<u128>| {
+            v.sort_unstable();
+            v[v.len() / 2]
+        };
+        let (first, last) = (add_us[..50].to_vec(), add_us[add_us.len() - 50..].to_vec());
+        eprintln!(
+            "nftables backend, {n} pods: add p50 {} us (first 50: {} us, last 50: {} us), del p50 {} us",
+            median(&mut add_us.clone()),
+            median(&mut first.clone()),
+            median(&mut last.clone()),
+            median(&mut del_us)
+        );
+        assert!(chain_names("cni_masquerade_rs") == vec!["postrouting".to_string()]);
+    });
+}
+
+#[test]
+fn nft_concurrent_writers_lose_nothing() {
+    in_netns("nft_concurrent_writers_lose_nothing", || {
+        // Threads spawned here share the sandbox's namespace; each is a separate "plugin".
+        let workers: Vec<_> = (0..8u32)
+            .map(|w| {
+                std::thread::spawn(move || {
+                    let mut nft = NftablesBackend::new().unwrap();
+                    for i in 0..40u32 {
+                        let id = format!("w{w}p{i}");
+                        let addr = net(&format!("10.{w}.{i}.2/24"));
+                        nft.add(&att("race", &id, "eth0"), &[addr]).unwrap();
+                        if i % 2 == 1 {
+                            nft.del(&att("race", &id, "eth0")).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let mut nft = NftablesBackend::new().unwrap();
+        for w in 0..8u32 {
+            for i in (0..40u32).step_by(2) {
+                let id = format!("w{w}p{i}");
+                nft.check(
+                    &att("race", &id, "eth0"),
+                    &[net(&format!("10.{w}.{i}.2/24"))],
+                )
+                .unwrap();
+            }
+        }
+        assert_eq!(map_elements("pods_ipv4").len(), 8 * 20);
+        assert_eq!(chain_names("cni_masquerade_rs").len(), 1 + 8 * 20);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// iptables backend
+
+const MYNET_V4: [&str; 4] = [
+    "-N CNI-e88f49d94512ff752ebe6070",
+    r#"-A POSTROUTING -s 10.88.0.2/32 -m comment --comment "name: \"mynet\" id: \"abc\"" -j CNI-e88f49d94512ff752ebe6070"#,
+    r#"-A CNI-e88f49d94512ff752ebe6070 -d 10.88.0.0/16 -m comment --comment "name: \"mynet\" id: \"abc\"" -j ACCEPT"#,
+    r#"-A CNI-e88f49d94512ff752ebe6070 ! -d 224.0.0.0/4 -m comment --comment "name: \"mynet\" id: \"abc\"" -j MASQUERADE"#,
+];
+const MYNET_V6: [&str; 4] = [
+    "-N CNI-e88f49d94512ff752ebe6070",
+    r#"-A POSTROUTING -s fd00:88::2/128 -m comment --comment "name: \"mynet\" id: \"abc\"" -j CNI-e88f49d94512ff752ebe6070"#,
+    r#"-A CNI-e88f49d94512ff752ebe6070 -d fd00:88::/64 -m comment --comment "name: \"mynet\" id: \"abc\"" -j ACCEPT"#,
+    r#"-A CNI-e88f49d94512ff752ebe6070 ! -d ff00::/8 -m comment --comment "name: \"mynet\" id: \"abc\"" -j MASQUERADE"#,
+];
+
+fn without_policies(lines: Vec<String>) -> Vec<String> {
+    lines
+        .into_iter()
+        .filter(|l| !l.starts_with("-P "))
+        .collect()
+}
+
+#[test]
+fn iptables_add_makes_the_reference_rule_shape() {
+    in_netns("iptables_add_makes_the_reference_rule_shape", || {
+        let a = att("mynet", "abc", "eth0");
+        let addrs = [net("10.88.0.2/16"), net("fd00:88::2/64")];
+        let mut ipt = IptablesBackend::new();
+        ipt.add(&a, &addrs).unwrap();
+        assert_eq!(without_policies(iptables_s("iptables")), MYNET_V4);
+        assert_eq!(without_policies(iptables_s("ip6tables")), MYNET_V6);
+        // Idempotent.
+        ipt.add(&a, &addrs).unwrap();
+        assert_eq!(without_policies(iptables_s("iptables")), MYNET_V4);
+        assert_eq!(without_policies(iptables_s("ip6tables")), MYNET_V6);
+        ipt.check(&a, &addrs).unwrap();
+    });
+}
+
+#[test]
+fn iptables_check_del_and_gc() {
+    in_netns("iptables_check_del_and_gc", || {
+        let a = att("mynet", "abc", "eth0");
+        let b = att("mynet", "def", "eth0");
+        let other = att("othernet", "ghi", "eth0");
+        let mut ipt = IptablesBackend::new();
+        ipt.add(&a, &[net("10.88.0.2/16")]).unwrap();
+        ipt.add(&b, &[net("10.88.0.3/16")]).unwrap();
+        ipt.add(&other, &[net("10.99.0.3/16")]).unwrap();
+
+        run(
+            "iptables",
+            &["-w", "-t", "nat", "-D", "CNI-e88f49d94512ff752ebe6070", "2"],
+        );
+        let err = ipt.check(&a, &[net("10.88.0.2/16")]).unwrap_err();
+        assert!(err.to_string().contains("MASQUERADE"), "{err}");
+
+        ipt.del(&a).unwrap();
+        ipt.del(&a).unwrap();
+        let rules = iptables_s("iptables");
+        assert!(
+            !rules
+                .iter()
+                .any(|l| l.contains("CNI-e88f49d94512ff752ebe6070")),
+            "{rules:?}"
+        );
+        ipt.check(&b, &[net("10.88.0.3/16")]).unwrap();
+
+        ipt.add(&a, &[net("10.88.0.2/16")]).unwrap();
+        ipt.gc("mynet", &[a]).unwrap();
+        ipt.check(&a, &[net("10.88.0.2/16")]).unwrap();
+        ipt.check(&other, &[net("10.99.0.3/16")]).unwrap();
+        let rules = iptables_s("iptables");
+        let b_chain = reference_iptables_chain("mynet", "def");
+        assert!(!rules.iter().any(|l| l.contains(&b_chain)), "{rules:?}");
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference's state
+
+/// Make the reference's iptables rules for `mynet`/`abc` the way its go-iptables calls do.
+fn make_reference_iptables_rules() {
+    let chain = "CNI-e88f49d94512ff752ebe6070";
+    let comment = r#"name: "mynet" id: "abc""#;
+    for (prog, ip, subnet, mcast) in [
+        ("iptables", "10.88.0.2", "10.88.0.2/16", "224.0.0.0/4"),
+        ("ip6tables", "fd00:88::2", "fd00:88::2/64", "ff00::/8"),
+    ] {
+        run(prog, &["-w", "-t", "nat", "-N", chain]);
+        run(
+            prog,
+            &[
+                "-w",
+                "-t",
+                "nat",
+                "-A",
+                chain,
+                "-d",
+                subnet,
+                "-j",
+                "ACCEPT",
+                "-m",
+                "comment",
+                "--comment",
+                comment,
+            ],
+        );
+        run(
+            prog,
+            &[
+                "-w",
+                "-t",
+                "nat",
+                "-A",
+                chain,
+                "!",
+                "-d",
+                mcast,
+                "-j",
+                "MASQUERADE",
+                "-m",
+                "comment",
+                "--comment",
+                comment,
+            ],
+        );
+        run(
+            prog,
+            &[
+                "-w",
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-s",
+                ip,
+                "-j",
+                chain,
+                "-m",
+                "comment",
+                "--comment",
+                comment,
+            ],
+        );
+    }
+}
+
+/// The reference's nftables layout (v1.6+) with rules for two attachments of `mynet`.
+const REFERENCE_NFT: &str = r#"
+table inet cni_plugins_masquerade {
+    comment "Masquerading for plugins from github.com/containernetworking/plugins"
+    chain masq_checks {
+        comment "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet"
+        ip saddr 10.88.0.2 ip daddr != 10.88.0.0/16 masquerade comment "d23676b4f2d9fe04-e65086f8a75535c6, net: mynet, if: eth0, id: abc"
+        ip6 saddr fd00:88::2 ip6 daddr != fd00:88::/64 masquerade comment "d23676b4f2d9fe04-e65086f8a75535c6, net: mynet, if: eth0, id: abc"
+        ip saddr 10.88.0.3 ip daddr != 10.88.0.0/16 masquerade comment "KEEP_HASH, net: mynet, if: eth0, id: def"
+    }
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        ip daddr 224.0.0.0/4 return
+        ip6 daddr ff00::/8 return
+        goto masq_checks
+    }
+}
+"#;
+
+fn reference_nft_script() -> String {
+    // Instance hash of mynet/def/eth0: H("mynet")-H("eth0:def").
+    let keep_hash = format!("d23676b4f2d9fe04-{}", sha512_16("eth0:def"));
+    REFERENCE_NFT.replace("KEEP_HASH", &keep_hash)
+}
+
+fn sha512_16(s: &str) -> String {
+    let out = run_status("sha512sum", &[], Some(s)).1;
+    out[..16].to_string()
+}
+
+fn reference_rule_comments() -> Vec<String> {
+    objects(&ruleset_json(), "rule", "cni_plugins_masquerade")
+        .iter()
+        .filter(|r| r["chain"] == "masq_checks")
+        .map(|r| r["comment"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn reference_state_is_removed_for_the_attachment_only() {
+    in_netns("reference_state_is_removed_for_the_attachment_only", || {
+        make_reference_iptables_rules();
+        nft_apply(&reference_nft_script());
+        let a = att("mynet", "abc", "eth0");
+
+        // The nftables backend's DEL plus the reference cleanup, as the plugin runs them.
+        NftablesBackend::new().unwrap().del(&a).unwrap();
+        remove_reference_state(&a).unwrap();
+
+        for prog in ["iptables", "ip6tables"] {
+            let rules = iptables_s(prog);
+            assert!(
+                !rules.iter().any(|l| l.contains("CNI-")),
+                "{prog}: {rules:?}"
+            );
+        }
+        let comments = reference_rule_comments();
+        assert_eq!(comments.len(), 1, "{comments:?}");
+        assert!(comments[0].ends_with("id: def"), "{comments:?}");
+
+        // Idempotent.
+        remove_reference_state(&a).unwrap();
+    });
+}
+
+#[test]
+fn reference_state_gc_keeps_listed_attachments() {
+    in_netns("reference_state_gc_keeps_listed_attachments", || {
+        make_reference_iptables_rules();
+        nft_apply(&reference_nft_script());
+        gc_reference_state("othernet", &[]).unwrap();
+        assert_eq!(reference_rule_comments().len(), 3);
+        assert_eq!(without_policies(iptables_s("iptables")).len(), 4);
+
+        gc_reference_state("mynet", &[att("mynet", "def", "eth0")]).unwrap();
+        let comments = reference_rule_comments();
+        assert_eq!(comments.len(), 1, "{comments:?}");
+        assert!(comments[0].ends_with("id: def"));
+        for prog in ["iptables", "ip6tables"] {
+            let rules = iptables_s(prog);
+            assert!(
+                !rules.iter().any(|l| l.contains("CNI-")),
+                "{prog}: {rules:?}"
+            );
+        }
+    });
+}
+
+#[test]
+fn reference_cleanup_without_reference_state_runs_no_command_and_succeeds() {
+    in_netns(
+        "reference_cleanup_without_reference_state_runs_no_command_and_succeeds",
+        || {
+            let a = att("mynet", "abc", "eth0");
+            remove_reference_state(&a).unwrap();
+            let t = Instant::now();
+            for _ in 0..20 {
+                remove_reference_state(&a).unwrap();
+            }
+            eprintln!(
+                "reference cleanup with nothing to remove: {} us per call",
+                t.elapsed().as_micros() / 20
+            );
+            // Nothing was created either.
+            assert!(ruleset_json().iter().all(|o| o.get("table").is_none()));
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference binary as the oracle
+
+/// Keep a thread alive in a network namespace of its own (a stand-in container) and return
+/// its namespace path; the thread exits when the returned sender is dropped.
+fn container_netns() -> (String, std::sync::mpsc::Sender<()>) {
+    let (path_tx, path_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        // SAFETY: unshare affects only this thread; gettid has no preconditions.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0);
+        let tid = unsafe { libc::gettid() };
+        path_tx
+            .send(format!("/proc/{}/task/{tid}/ns/net", std::process::id()))
+            .unwrap();
+        let _ = stop_rx.recv();
+    });
+    (path_rx.recv().unwrap(), stop_tx)
+}
+
+#[test]
+fn reference_bridge_rules_match_ours_and_are_removed_by_our_cleanup() {
+    let bridge = "/usr/lib/cni/bridge";
+    if !std::path::Path::new(bridge).is_file() {
+        if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+            panic!("{bridge} is missing (install containernetworking-plugins)");
+        }
+        eprintln!("skipping: {bridge} is not installed");
+        return;
+    }
+    in_netns(
+        "reference_bridge_rules_match_ours_and_are_removed_by_our_cleanup",
+        move || {
+            let data_dir = std::env::temp_dir().join(format!(
+                "masquerade-oracle-{}-{}",
+                std::process::id(),
+                unsafe { libc::gettid() }
+            ));
+            let (netns, stop) = container_netns();
+            let config = format!(
+                r#"{{"cniVersion":"0.4.0","name":"mynet","type":"bridge","bridge":"cni-masq0",
+                "isGateway":true,"ipMasq":true,
+                "ipam":{{"type":"host-local","subnet":"10.88.0.0/16","dataDir":"{}"}}}}"#,
+                data_dir.display()
+            );
+            let mut child = Command::new(bridge)
+                .env_clear()
+                .env("CNI_COMMAND", "ADD")
+                .env("CNI_CONTAINERID", "abc")
+                .env("CNI_NETNS", &netns)
+                .env("CNI_IFNAME", "eth0")
+                .env("CNI_PATH", "/usr/lib/cni")
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            {
+                use std::io::Write;
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(config.as_bytes())
+                    .unwrap();
+            }
+            let out = child.wait_with_output().unwrap();
+            let _ = fs::remove_dir_all(&data_dir);
+            assert!(
+                out.status.success(),
+                "reference ADD failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(result["ips"][0]["address"], "10.88.0.2/16", "{result}");
+
+            // What the reference made is exactly what our iptables backend makes and checks.
+            assert_eq!(without_policies(iptables_s("iptables")), MYNET_V4);
+            let a = att("mynet", "abc", "eth0");
+            IptablesBackend::new()
+                .check(&a, &[net("10.88.0.2/16")])
+                .unwrap();
+
+            // Our DEL path (nftables backend + reference cleanup) leaves nothing behind.
+            NftablesBackend::new().unwrap().del(&a).unwrap();
+            remove_reference_state(&a).unwrap();
+            let rules = iptables_s("iptables");
+            assert!(!rules.iter().any(|l| l.contains("CNI-")), "{rules:?}");
+            drop(stop);
+        },
+    );
+}
+
+#[test]
+fn detect_default_prefers_nftables_when_the_kernel_has_it() {
+    in_netns(
+        "detect_default_prefers_nftables_when_the_kernel_has_it",
+        || {
+            assert_eq!(
+                masquerade::detect_default(),
+                masquerade::BackendKind::Nftables
+            );
+            // Detection creates nothing.
+            assert!(ruleset_json().iter().all(|o| o.get("table").is_none()));
+        },
+    );
+}
