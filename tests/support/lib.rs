@@ -2,6 +2,8 @@
 //! the reference binaries, and executing a plugin the way a runtime does (cleared environment,
 //! CNI_* variables, config on stdin).
 
+pub mod sandbox;
+
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};

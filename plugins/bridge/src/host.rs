@@ -1,0 +1,171 @@
+//! Host-side kernel steps: the bridge itself, its gateway addresses, forwarding, and the pod's
+//! port (hairpin, isolation, VLANs).
+
+use crate::config::BridgeConf;
+use crate::errors::kernel;
+use cni_protocol::CniError;
+use ipnetwork::IpNetwork;
+use netops::{BridgePortChange, BridgeSpec, BridgeVlan, IfAddr, Link, RouteSocket, VlanTarget};
+
+/// Creates the bridge or adopts the existing one; a non-bridge of that name is refused.
+pub fn ensure_bridge(host: &mut RouteSocket, conf: &BridgeConf) -> Result<Link, CniError> {
+    let link = match host.link_by_name(&conf.bridge).map_err(kernel)? {
+        Some(link) => link,
+        None => {
+            let mut spec = BridgeSpec::new(&conf.bridge);
+            // Like the reference, MTU and VLAN filtering apply only when we create it.
+            spec.mtu = conf.mtu;
+            spec.vlan_filtering = conf.uses_vlans();
+            let link = host.ensure_bridge(&spec).map_err(|e| {
+                CniError::internal(format!("failed to create bridge {:?}: {e}", conf.bridge))
+            })?;
+            // CVE-2020-10749: the bridge must not learn routes from rogue router adverts.
+            let _ = netops::set_accept_ra(&conf.bridge, 0);
+            link
+        }
+    };
+    if link.kind.as_deref() != Some("bridge") {
+        return Err(CniError::internal(format!(
+            "failed to create bridge {:?}: {:?} already exists but is not a bridge",
+            conf.bridge, conf.bridge
+        )));
+    }
+    if conf.promisc && !link.promisc {
+        host.set_promisc(link.index, true).map_err(kernel)?;
+    }
+    Ok(link)
+}
+
+/// Hairpin, isolation and VLANs of the pod's port on the bridge.
+pub fn configure_port(
+    host: &mut RouteSocket,
+    conf: &BridgeConf,
+    port: u32,
+) -> Result<(), CniError> {
+    // A new port starts with both off; only a change costs a request.
+    if conf.hairpin || conf.port_isolation {
+        let change = BridgePortChange {
+            hairpin: Some(conf.hairpin),
+            isolated: Some(conf.port_isolation),
+        };
+        host.set_bridge_port(port, &change).map_err(kernel)?;
+    }
+    if !conf.uses_vlans() {
+        return Ok(());
+    }
+    if !conf.preserve_default_vlan {
+        for vlan in host.bridge_vlans(port).map_err(kernel)? {
+            host.bridge_vlan_del(port, vlan.vid, VlanTarget::Port)
+                .map_err(kernel)?;
+        }
+    }
+    // `vlan` is the native VLAN; trunk-only ports keep VLAN 1 native, as the reference does.
+    let native = match (conf.vlan, conf.vlan_trunk.is_empty()) {
+        (0, false) => Some(1),
+        (0, true) => None,
+        (vid, _) => Some(vid),
+    };
+    for vid in conf.vlan_trunk.iter().filter(|v| Some(**v) != native) {
+        host.bridge_vlan_add(port, BridgeVlan::tagged(*vid), VlanTarget::Port)
+            .map_err(kernel)?;
+    }
+    if let Some(vid) = native {
+        host.bridge_vlan_add(port, BridgeVlan::access(vid), VlanTarget::Port)
+            .map_err(kernel)?;
+    }
+    Ok(())
+}
+
+fn is_link_local_v6(net: &IpNetwork) -> bool {
+    matches!(net, IpNetwork::V6(n) if n.ip().is_unicast_link_local())
+}
+
+fn conflicts(existing: &IpNetwork, wanted: &IpNetwork) -> bool {
+    match (existing, wanted) {
+        // One IPv4 address per bridge: any other one is a conflict.
+        (IpNetwork::V4(_), IpNetwork::V4(_)) => true,
+        // IPv6 bridges carry several prefixes; only an overlapping one conflicts.
+        (IpNetwork::V6(e), IpNetwork::V6(w)) => e.contains(w.network()) || w.contains(e.network()),
+        _ => false,
+    }
+}
+
+/// Puts each gateway address on the bridge (the reference's `forceAddress` semantics) and pins
+/// the bridge MAC once it has an address, so it stops following the lowest port MAC. Returns
+/// whether anything was added.
+pub fn ensure_gateway_addresses(
+    host: &mut RouteSocket,
+    conf: &BridgeConf,
+    bridge: &Link,
+    wanted: &[IpNetwork],
+) -> Result<bool, CniError> {
+    if wanted.is_empty() {
+        return Ok(false);
+    }
+    let mut present: Vec<IpNetwork> = host
+        .list_addresses(Some(bridge.index), None)
+        .map_err(kernel)?
+        .into_iter()
+        .map(|a| a.network)
+        .collect();
+    let mut added = false;
+    for want in wanted {
+        if present.contains(want) {
+            continue;
+        }
+        let clashing: Vec<IpNetwork> = present
+            .iter()
+            .filter(|p| conflicts(p, want) && !is_link_local_v6(p))
+            .copied()
+            .collect();
+        if !clashing.is_empty() {
+            if !conf.force_address {
+                return Err(CniError::internal(format!(
+                    "failed to set bridge addr: {:?} already has an IP address different from {want}",
+                    conf.bridge
+                )));
+            }
+            for old in clashing {
+                host.delete_address(bridge.index, old).map_err(kernel)?;
+                present.retain(|p| *p != old);
+            }
+        }
+        // No DAD: a tentative gateway would leave the first pods without a router for seconds.
+        match host.add_address(&IfAddr::new(bridge.index, *want).without_dad()) {
+            Ok(()) => {}
+            // A parallel ADD got there first.
+            Err(e) if e.is_exists() => {}
+            Err(e) => {
+                return Err(CniError::internal(format!(
+                    "could not add IP address {want} to {:?}: {e}",
+                    conf.bridge
+                )))
+            }
+        }
+        present.push(*want);
+        added = true;
+    }
+    if added {
+        // Pin the MAC it has now that it has a port (a portless bridge may still show zeros).
+        let current = host.link_by_index(bridge.index).map_err(kernel)?;
+        if let Some(mac) = current.and_then(|l| l.mac).filter(|m| m.octets() != [0; 6]) {
+            host.set_mac(bridge.index, mac).map_err(kernel)?;
+        }
+    }
+    Ok(added)
+}
+
+/// Turns on forwarding for each family that got a gateway (only writing what is not set).
+pub fn enable_forwarding(ipv4: bool, ipv6: bool) -> Result<(), CniError> {
+    let keys = [
+        (ipv4, "net/ipv4/ip_forward"),
+        (ipv6, "net/ipv6/conf/all/forwarding"),
+    ];
+    for (_, key) in keys.iter().filter(|(wanted, _)| *wanted) {
+        if netops::sysctl_read(key).ok().as_deref() != Some("1") {
+            netops::sysctl_write(key, "1")
+                .map_err(|e| CniError::internal(format!("failed to enable forwarding: {e}")))?;
+        }
+    }
+    Ok(())
+}

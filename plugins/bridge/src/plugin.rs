@@ -1,0 +1,396 @@
+//! The bridge verbs. ADD reads as the sequence of steps it takes; every step that creates
+//! something registers how to undo it, so a failed ADD leaves nothing behind.
+
+use crate::config::{format_mac, BridgeConf};
+use crate::errors::kernel;
+use crate::naming::host_veth_name;
+use crate::plan::{plan, AddressPlan};
+use crate::{check, container, host, macspoof, masq};
+use cni_protocol::delegate;
+use cni_protocol::result::Interface;
+use cni_protocol::{CniError, CniResult, Command, ErrorCode, Plugin, Request};
+use netops::{AddrGenMode, Link, MacAddr, Netns, RouteSocket, VethEnd};
+use std::path::Path;
+
+pub const ABOUT: &str = concat!("CNI bridge plugin v", env!("CARGO_PKG_VERSION"));
+
+pub struct Bridge;
+
+/// What a failed ADD must take back, in reverse order of creation.
+enum Undo {
+    HostVeth(String),
+    IpamLease(String),
+    Masquerade,
+    MacSpoofCheck,
+}
+
+struct Rollback<'a> {
+    req: &'a Request,
+    conf: &'a BridgeConf,
+    steps: Vec<Undo>,
+}
+
+impl Rollback<'_> {
+    fn run(self, host: &mut RouteSocket) {
+        let attachment = attachment(self.req);
+        for step in self.steps.into_iter().rev() {
+            let outcome = match &step {
+                Undo::HostVeth(name) => host.delete_link_by_name(name).map(|_| ()).map_err(kernel),
+                Undo::IpamLease(plugin) => delegate::delegate(
+                    plugin,
+                    Command::Del,
+                    &self.req.invocation.path,
+                    &self.req.stdin,
+                ),
+                Undo::Masquerade => masq::del(self.conf, &attachment),
+                Undo::MacSpoofCheck => macspoof::del(
+                    &self.req.invocation.container_id,
+                    &self.req.invocation.ifname,
+                ),
+            };
+            if let Err(e) = outcome {
+                eprintln!("bridge: rolling back a failed ADD: {}", e.msg);
+            }
+        }
+    }
+}
+
+fn attachment(req: &Request) -> masquerade::Attachment<'_> {
+    masquerade::Attachment {
+        network: &req.config.name,
+        container_id: &req.invocation.container_id,
+        ifname: &req.invocation.ifname,
+    }
+}
+
+fn load(req: &Request) -> Result<BridgeConf, CniError> {
+    BridgeConf::load(&req.stdin, &req.config, &req.invocation.args)
+}
+
+/// CNI_NETNS, which ADD and CHECK need.
+pub(crate) fn netns_path(req: &Request) -> Result<&Path, CniError> {
+    req.invocation.netns.as_deref().ok_or_else(|| {
+        CniError::new(
+            ErrorCode::InvalidEnvironment,
+            "required env variables [CNI_NETNS] missing",
+        )
+    })
+}
+
+/// Opens CNI_NETNS; a path that is missing or not a network namespace is the runtime's error.
+pub(crate) fn open_netns(path: &Path) -> Result<Netns, CniError> {
+    Netns::open(path).map_err(|e| {
+        CniError::new(
+            ErrorCode::InvalidEnvironment,
+            format!("failed to open netns {:?}: {e}", path.display()),
+        )
+    })
+}
+
+fn mac_text(mac: Option<MacAddr>) -> Option<String> {
+    mac.map(|m| format_mac(&m.octets()))
+}
+
+fn interface(link: &Link, sandbox: Option<&str>) -> Interface {
+    Interface {
+        name: link.name.clone(),
+        mac: mac_text(link.mac),
+        sandbox: sandbox.map(str::to_string),
+        ..Interface::default()
+    }
+}
+
+/// The veth pair: host end on the bridge at birth without IPv6 link-local (DESIGN.md §8),
+/// container end born in the netns under CNI_IFNAME.
+fn create_veth(
+    host: &mut RouteSocket,
+    netns: &Netns,
+    conf: &BridgeConf,
+    bridge: &Link,
+    host_name: &str,
+    ifname: &str,
+) -> Result<Link, CniError> {
+    let mut host_end = VethEnd::new(host_name);
+    host_end.mtu = conf.mtu;
+    host_end.master = Some(bridge.index);
+    host_end.up = true;
+    host_end.addr_gen_mode = Some(AddrGenMode::None);
+    let mut peer = VethEnd::new(ifname);
+    peer.mtu = conf.mtu;
+    peer.mac = conf.mac.map(MacAddr);
+    match host.create_veth(&host_end, &peer, Some(netns)) {
+        Ok(link) => return Ok(link),
+        Err(e) if !e.is_exists() => {
+            return Err(CniError::internal(format!("failed to make veth pair: {e}")))
+        }
+        Err(_) => {}
+    }
+    // Our host-side name is derived from this attachment, so a veth of that name can only be
+    // the remains of an earlier ADD of the same attachment that was killed halfway: replace it.
+    if host.delete_link_by_name(host_name).map_err(kernel)? {
+        eprintln!("bridge: replaced {host_name}, left over from an interrupted ADD");
+        if let Ok(link) = host.create_veth(&host_end, &peer, Some(netns)) {
+            return Ok(link);
+        }
+    }
+    Err(CniError::internal(format!(
+        "container veth name ({ifname:?}) peer provided ({host_name:?}) already exists"
+    )))
+}
+
+/// Link-layer state ADD builds while the IPAM plugin runs.
+struct Wiring {
+    netns: Netns,
+    container: RouteSocket,
+    bridge: Link,
+    host_veth: Link,
+    container_link: Link,
+}
+
+fn wire(
+    req: &Request,
+    conf: &BridgeConf,
+    host: &mut RouteSocket,
+    undo: &mut Vec<Undo>,
+) -> Result<Wiring, CniError> {
+    let inv = &req.invocation;
+    let netns = open_netns(netns_path(req)?)?;
+    let mut container = RouteSocket::open_in(&netns).map_err(kernel)?;
+    let bridge = host::ensure_bridge(host, conf)?;
+    let host_name = host_veth_name(&inv.container_id, &inv.ifname);
+    // Registered first: deleting by our derived name is harmless if creation failed.
+    undo.push(Undo::HostVeth(host_name.clone()));
+    let host_veth = create_veth(host, &netns, conf, &bridge, &host_name, &inv.ifname)?;
+    let _ = netops::set_accept_ra(&host_name, 0);
+    host::configure_port(host, conf, host_veth.index)?;
+    let container_link = container
+        .link_by_name(&inv.ifname)
+        .map_err(kernel)?
+        .ok_or_else(|| CniError::internal(format!("{:?} vanished from its netns", inv.ifname)))?;
+    Ok(Wiring {
+        netns,
+        container,
+        bridge,
+        host_veth,
+        container_link,
+    })
+}
+
+impl Bridge {
+    fn add_steps(
+        &self,
+        req: &Request,
+        conf: &BridgeConf,
+        host: &mut RouteSocket,
+        undo: &mut Vec<Undo>,
+    ) -> Result<CniResult, CniError> {
+        let inv = &req.invocation;
+        // IPAM runs in its own process: start it first and wire the link meanwhile.
+        let (wiring, ipam) = std::thread::scope(|scope| {
+            let ipam = conf.ipam.as_deref().map(|plugin| {
+                scope.spawn(move || {
+                    delegate::delegate_add(plugin, &inv.path, &req.stdin, req.version)
+                })
+            });
+            let wiring = wire(req, conf, host, undo);
+            let ipam = ipam.map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(CniError::internal("IPAM delegation panicked")))
+            });
+            (wiring, ipam)
+        });
+        if let (Some(Ok(_)), Some(plugin)) = (&ipam, &conf.ipam) {
+            undo.push(Undo::IpamLease(plugin.clone()));
+        }
+        let Wiring {
+            netns,
+            mut container,
+            bridge,
+            host_veth,
+            container_link,
+        } = wiring?;
+        let ipam = ipam.transpose()?;
+
+        let mut result = CniResult::default();
+        if let Some(ipam) = ipam {
+            let plan: AddressPlan = plan(conf, &ipam)?;
+            let has_ipv6 = plan.ips.iter().any(|i| i.address.is_ipv6());
+            container::write_sysctls(&netns, conf, &inv.ifname, has_ipv6)?;
+            container::configure_interface(&mut container, conf, &container_link, &plan)?;
+            if conf.is_gateway {
+                host::ensure_gateway_addresses(host, conf, &bridge, &plan.bridge_addresses)?;
+                host::enable_forwarding(plan.has_ipv4_gateway(), plan.has_ipv6_gateway())?;
+            }
+            if conf.ip_masq {
+                let addresses: Vec<_> = plan.ips.iter().map(|i| i.address).collect();
+                undo.push(Undo::Masquerade);
+                masq::add(conf, &attachment(req), &addresses)?;
+            }
+            result.ips = plan.ips;
+            result.routes = plan.routes;
+            result.dns = ipam.dns;
+        } else {
+            container::write_sysctls(&netns, conf, &inv.ifname, false)?;
+            if !conf.disable_container_interface {
+                container.set_link_up(container_link.index).map_err(|e| {
+                    CniError::internal(format!("failed to set {:?} up: {e}", inv.ifname))
+                })?;
+            }
+        }
+        if conf.mac_spoof_check {
+            let mac = container_link.mac.ok_or_else(|| {
+                CniError::internal(format!("{:?} has no MAC address", inv.ifname))
+            })?;
+            undo.push(Undo::MacSpoofCheck);
+            macspoof::add(
+                &inv.container_id,
+                &inv.ifname,
+                &host_veth.name,
+                mac.octets(),
+            )?;
+        }
+
+        // The bridge's MAC follows its ports until pinned: report what it is now.
+        let bridge_now = host
+            .link_by_index(bridge.index)
+            .map_err(kernel)?
+            .unwrap_or(bridge);
+        result.interfaces = vec![
+            interface(&bridge_now, None),
+            interface(&host_veth, None),
+            interface(
+                &container_link,
+                inv.netns.as_deref().map(|p| p.to_string_lossy()).as_deref(),
+            ),
+        ];
+        if !conf.dns.is_empty() {
+            result.dns = conf.dns.clone();
+        }
+        Ok(result)
+    }
+
+    /// Deletes the attachment's veth pair, through the container side when the netns is there
+    /// (a pair the reference made has a random host-side name), else by our derived name.
+    fn delete_veth(&self, req: &Request, host: &mut RouteSocket) -> Result<(), CniError> {
+        let inv = &req.invocation;
+        if let Some(path) = &inv.netns {
+            match Netns::open(path) {
+                Ok(netns) => {
+                    let deleted = RouteSocket::open_in(&netns)
+                        .and_then(|mut c| c.delete_link_by_name(&inv.ifname))
+                        .map_err(kernel)?;
+                    if deleted {
+                        return Ok(());
+                    }
+                }
+                // Gone (the usual second DEL): nothing to do on the container side.
+                Err(e) if e.errno() == Some(libc::ENOENT) => {}
+                // Not a netns (e.g. a leftover file): still release everything else.
+                Err(e) => eprintln!("bridge: DEL: ignoring CNI_NETNS {}: {e}", path.display()),
+            }
+        }
+        // No container side to delete through (netns gone or unusable): our host end has a
+        // derived name, so remove it directly in case the netns outlived its path.
+        host.delete_link_by_name(&host_veth_name(&inv.container_id, &inv.ifname))
+            .map_err(kernel)?;
+        Ok(())
+    }
+}
+
+impl Plugin for Bridge {
+    fn add(&self, req: &Request) -> Result<CniResult, CniError> {
+        let conf = load(req)?;
+        let mut host = RouteSocket::open().map_err(kernel)?;
+        let mut undo = Vec::new();
+        let outcome = self.add_steps(req, &conf, &mut host, &mut undo);
+        if outcome.is_err() {
+            Rollback {
+                req,
+                conf: &conf,
+                steps: undo,
+            }
+            .run(&mut host);
+        }
+        outcome
+    }
+
+    fn del(&self, req: &Request) -> Result<(), CniError> {
+        let conf = load(req)?;
+        let mut host = RouteSocket::open().map_err(kernel)?;
+        // Everything is attempted even when a step fails; the first failure is reported.
+        let mut failures: Vec<CniError> = Vec::new();
+        if let Err(e) = self.delete_veth(req, &mut host) {
+            failures.push(e);
+        }
+        if let Some(plugin) = &conf.ipam {
+            if let Err(e) =
+                delegate::delegate(plugin, Command::Del, &req.invocation.path, &req.stdin)
+            {
+                failures.push(e);
+            }
+        }
+        if conf.ip_masq {
+            if let Err(e) = masq::del(&conf, &attachment(req)) {
+                failures.push(e);
+            }
+        }
+        if conf.mac_spoof_check {
+            let inv = &req.invocation;
+            if let Err(e) = macspoof::del(&inv.container_id, &inv.ifname) {
+                failures.push(e);
+            }
+        }
+        match failures.into_iter().next() {
+            None => Ok(()),
+            Some(first) => Err(first),
+        }
+    }
+
+    fn check(&self, req: &Request) -> Result<(), CniError> {
+        let conf = load(req)?;
+        check::check(req, &conf)
+    }
+
+    fn gc(&self, req: &Request) -> Result<(), CniError> {
+        let conf = load(req)?;
+        let mut failures = Vec::new();
+        if let Some(plugin) = &conf.ipam {
+            if let Err(e) =
+                delegate::delegate(plugin, Command::Gc, &req.invocation.path, &req.stdin)
+            {
+                failures.push(e);
+            }
+        }
+        match req.config.gc_valid_attachments() {
+            None => eprintln!("bridge: GC without cni.dev/valid-attachments: nothing removed"),
+            Some(valid) => {
+                let keep: Vec<masquerade::Attachment> = valid
+                    .iter()
+                    .map(|v| masquerade::Attachment {
+                        network: &req.config.name,
+                        container_id: &v.container_id,
+                        ifname: &v.ifname,
+                    })
+                    .collect();
+                if let Err(e) = masq::gc(&req.config.name, &keep) {
+                    failures.push(e);
+                }
+            }
+        }
+        match failures.into_iter().next() {
+            None => Ok(()),
+            Some(first) => Err(first),
+        }
+    }
+
+    fn status(&self, req: &Request) -> Result<(), CniError> {
+        let conf = load(req)?;
+        match &conf.ipam {
+            Some(plugin) => {
+                delegate::delegate(plugin, Command::Status, &req.invocation.path, &req.stdin)
+            }
+            None => Ok(()),
+        }
+    }
+}
