@@ -81,11 +81,16 @@ fn results_match_the_reference_for_every_version() {
     if !privileged() {
         return;
     }
-    let Some((ours, theirs)) = sides() else { return };
+    let Some((ours, theirs)) = sides() else {
+        return;
+    };
     let configs = [
         ("plain", json!({})),
         ("gateway", json!({ "isGateway": true })),
-        ("default gateway + masquerade", json!({ "isDefaultGateway": true, "ipMasq": true, "ipMasqBackend": "iptables" })),
+        (
+            "default gateway + masquerade",
+            json!({ "isDefaultGateway": true, "ipMasq": true, "ipMasqBackend": "iptables" }),
+        ),
         (
             "dual-stack",
             json!({
@@ -122,8 +127,12 @@ fn results_match_the_reference_for_every_version() {
                 assert_eq!(masked(o.json()), masked(t.json()), "{version} {what}");
             } else {
                 assert_eq!(
-                    o.json()["msg"].as_str().map(|m| m.contains("cannot convert")),
-                    t.json()["msg"].as_str().map(|m| m.contains("cannot convert")),
+                    o.json()["msg"]
+                        .as_str()
+                        .map(|m| m.contains("cannot convert")),
+                    t.json()["msg"]
+                        .as_str()
+                        .map(|m| m.contains("cannot convert")),
                     "{version} {what}\nours: {o:?}\nreference: {t:?}"
                 );
             }
@@ -136,7 +145,9 @@ fn kernel_state_matches_the_reference() {
     if !privileged() {
         return;
     }
-    let Some((ours, theirs)) = sides() else { return };
+    let Some((ours, theirs)) = sides() else {
+        return;
+    };
     let extra = json!({ "isDefaultGateway": true, "mtu": 1450 });
     let mut states = Vec::new();
     for side in [&ours, &theirs] {
@@ -159,7 +170,9 @@ fn pods_made_by_either_binary_are_torn_down_by_the_other() {
     if !privileged() {
         return;
     }
-    let Some((ours, theirs)) = sides() else { return };
+    let Some((ours, theirs)) = sides() else {
+        return;
+    };
     // One data dir and one sandbox for both: the node swapped binaries.
     let shared = tempfile::tempdir().expect("tempdir");
     let extra = json!({ "isGateway": true, "ipMasq": true, "ipMasqBackend": "iptables" });
@@ -175,7 +188,13 @@ fn pods_made_by_either_binary_are_torn_down_by_the_other() {
         let rb = with(&ours, "ADD", "made-by-us", &b).ok();
         assert_ne!(ra["ips"][0]["address"], rb["ips"][0]["address"]);
         // Pods on one bridge reach each other whichever binary made them.
-        let ip_a = ra["ips"][0]["address"].as_str().unwrap_or("").split('/').next().unwrap_or("").to_string();
+        let ip_a = ra["ips"][0]["address"]
+            .as_str()
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
         assert!(b.sh_ok(&format!("ping -c1 -W2 {ip_a}")));
 
         with(&ours, "DEL", "made-by-reference", &a).ok();

@@ -78,6 +78,8 @@ impl RouteSocket {
     /// address is ever made). A veth peer cannot be brought up inside the create request (the
     /// kernel answers ENOTCONN), so a peer in another netns must be brought up, and given its
     /// mode, through a socket opened there; asking for it here is [`Error::Invalid`].
+    ///
+    /// If a follow-up request fails, the pair stays in place: deleting the host end undoes it.
     pub fn create_veth(
         &mut self,
         host: &VethEnd,
@@ -115,7 +117,8 @@ impl RouteSocket {
         let ns_label = peer_netns
             .map(|ns| format!(" (peer in {})", ns.path().display()))
             .unwrap_or_default();
-        // NLM_F_ECHO returns the new link (kernels >= 6.3), saving a lookup.
+        // NLM_F_ECHO returns the new link on recent kernels (6.18 here), saving a lookup; without
+        // an echo we look it up.
         let replies = self.get_with_flags(
             RouteNetlinkMessage::NewLink(msg),
             NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,

@@ -61,16 +61,27 @@ fn veth_is_created_in_one_request_with_peer_born_in_the_container() {
         assert_eq!(j["address"], "0a:58:0a:01:00:05");
 
         // With both ends up, the container end gets a link-local address; the host end never does.
+        // The kernel adds it once linkwatch reports the carrier (asynchronously), so wait for the
+        // container's; by then the host end, whose carrier came up at the same moment, would
+        // have one too if its addrgenmode were not "none".
         sb.container.set_link_up(c.index).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let ctr_addrs = sb.container.list_addresses(Some(c.index), None).unwrap();
+            if ctr_addrs
+                .iter()
+                .any(|a| a.network.ip().to_string().starts_with("fe80::"))
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "container end never got a link-local address: {ctr_addrs:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let host_addrs = sb.host.list_addresses(Some(h.index), None).unwrap();
         assert!(host_addrs.is_empty(), "{host_addrs:?}");
-        let ctr_addrs = sb.container.list_addresses(Some(c.index), None).unwrap();
-        assert!(
-            ctr_addrs
-                .iter()
-                .any(|a| a.network.ip().to_string().starts_with("fe80::")),
-            "{ctr_addrs:?}"
-        );
         let j = &ip_json(&sb.host_ns, &["addr", "show", "veth1a2b3c4d"])[0];
         assert_eq!(j["addr_info"].as_array().unwrap().len(), 0);
     });
