@@ -415,6 +415,61 @@ fn l2_only_and_disabled_container_interface() {
 }
 
 #[test]
+fn macspoofchk_drops_frames_with_a_foreign_source_mac() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        // isGateway pins the bridge MAC, which CHECK compares with the result.
+        let net = Network::new(
+            "cni0",
+            "10.14.0.0/24",
+            json!({ "macspoofchk": true, "isGateway": true }),
+        );
+        let (a, b) = (Netns::new(), Netns::new());
+        let ra = net.add("a", &a);
+        let rb = net.add("b", &b);
+        let ip_b = pod_ip(&rb, 0);
+        assert!(a.sh_ok(&format!("ping -c1 -W2 {ip_b}")));
+        let rules = sh("nft list table bridge cni_macspoof_rs");
+        assert!(rules.contains(&host_veth(&ra)), "{rules}");
+        assert!(rules.contains("macspoofchk-a-eth0"), "{rules}");
+        net.check("a", &a, &ra).ok();
+
+        // The pod takes another MAC: its frames no longer cross the bridge.
+        a.sh_ok("ip link set eth0 address 0a:58:00:00:00:99");
+        a.sh("ip neigh flush all");
+        b.sh("ip neigh flush all");
+        assert!(!a.sh_ok(&format!("ping -c1 -W1 {ip_b}")));
+        let rules = sh("nft list table bridge cni_macspoof_rs");
+        let rule_a = rules
+            .lines()
+            .find(|l| l.contains("macspoofchk-a-eth0"))
+            .unwrap_or_default();
+        assert!(!rule_a.contains("packets 0 "), "drops are counted: {rules}");
+
+        // Its own MAC back: traffic flows again.
+        let mac = ra["interfaces"][2]["mac"].as_str().unwrap_or_default();
+        a.sh_ok(&format!("ip link set eth0 address {mac}"));
+        assert!(a.sh_ok(&format!("ping -c1 -W2 {ip_b}")));
+
+        // DEL removes only that attachment's check; CHECK of a removed check names it.
+        net.del("a", &a).ok();
+        let rules = sh("nft list table bridge cni_macspoof_rs");
+        assert!(!rules.contains("macspoofchk-a-eth0"), "{rules}");
+        assert!(rules.contains("macspoofchk-b-eth0"), "{rules}");
+        sh("nft flush chain bridge cni_macspoof_rs prerouting");
+        let err = net.check("b", &b, &rb).err(999);
+        assert!(
+            err["msg"].as_str().unwrap_or("").contains("macspoofchk"),
+            "{err}"
+        );
+        net.del("b", &b).ok();
+        net.del("b", &b).ok();
+    });
+}
+
+#[test]
 fn check_passes_then_names_what_drifted() {
     if !privileged() {
         return;

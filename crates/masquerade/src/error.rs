@@ -36,6 +36,14 @@ pub enum Error {
     #[error("masquerade state for {attachment}: {what}")]
     Missing { attachment: String, what: String },
 
+    /// CHECK found the macspoofchk state incomplete; the message names what is missing.
+    #[error("macspoofchk state for {attachment}: {what}")]
+    SpoofCheckMissing { attachment: String, what: String },
+
+    /// An argument cannot be expressed in nftables (e.g. an interface name over 15 bytes).
+    #[error("{action}: {detail}")]
+    Invalid { action: String, detail: String },
+
     /// Several independent cleanups failed; every one is listed.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Many(Vec<Error>),

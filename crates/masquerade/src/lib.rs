@@ -10,11 +10,15 @@
 //! [`gc_reference_state`], which remove what the Go reference made for the same attachment
 //! with either of its backends; they cost a few netlink lookups when there is nothing to remove.
 //!
+//! [`macspoof`] implements the bridge plugin's `macspoofchk` (bridge-family nftables, same
+//! netlink machinery), including removal of the reference's rules.
+//!
 //! All kernel state lives in the network namespace of the calling thread (sockets are opened
 //! there, commands are started from it). This crate knows nothing of the CNI protocol.
 
 mod error;
 pub mod iptables;
+pub mod macspoof;
 mod naming;
 pub mod nft;
 mod reference;

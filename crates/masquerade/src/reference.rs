@@ -23,7 +23,6 @@ use crate::Attachment;
 pub const REFERENCE_TABLE: &str = "cni_plugins_masquerade";
 /// The chain of the reference's table holding one rule per pod address.
 pub const REFERENCE_CHAIN: &str = "masq_checks";
-const ATTEMPTS: u32 = 8;
 
 /// Remove the reference's iptables chain and nftables rules for `att`. Missing state is success;
 /// every failure is reported, after trying everything.
@@ -114,10 +113,9 @@ fn delete_reference_rules(action: &str, doomed: impl Fn(&[u8]) -> bool) -> Resul
     if !table_exists {
         return Ok(());
     }
-    for _ in 0..ATTEMPTS {
-        let genid = sock.generation()?;
+    sock.transact(action, |sock, genid| {
         let Some(rules) = sock.chain_rules(NFPROTO_INET, REFERENCE_TABLE, REFERENCE_CHAIN)? else {
-            return Ok(());
+            return Ok(None);
         };
         let mut batch = sock.batch(Some(genid));
         for rule in rules
@@ -126,18 +124,7 @@ fn delete_reference_rules(action: &str, doomed: impl Fn(&[u8]) -> bool) -> Resul
         {
             push_delete_rule(&mut batch, rule);
         }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        match sock.commit(batch) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.errno == libc::ERESTART => continue,
-            Err(e) => return Err(Error::netlink(format!("{action}: {}", e.what), e.errno)),
-        }
-    }
-    Err(Error::Contended {
-        action: action.to_string(),
-        attempts: ATTEMPTS,
+        Ok((!batch.is_empty()).then_some(batch))
     })
 }
 

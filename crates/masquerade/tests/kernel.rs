@@ -2,9 +2,6 @@
 //! state `nft` and `iptables` report there. The host's firewall is never touched.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::fs;
-use std::os::unix::fs::MetadataExt;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use ipnetwork::IpNetwork;
@@ -14,116 +11,11 @@ use masquerade::{
 };
 use serde_json::Value;
 
-// ---------------------------------------------------------------------------------------------
-// Sandbox
-
-/// Run `body` on a new thread that has unshared its network namespace. Without root the test
-/// is skipped with a notice, or fails under CI.
-fn in_netns(name: &str, body: impl FnOnce() + Send + 'static) {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-            panic!("{name}: kernel tests need root (CI is set, so this is a failure)");
-        }
-        eprintln!("skipping {name}: kernel tests need root");
-        return;
-    }
-    // The namespace the process started in (the calling test thread never unshares), and
-    // init's where it is readable.
-    let before = fs::metadata("/proc/self/ns/net").unwrap().ino();
-    let init = fs::metadata("/proc/1/ns/net").ok().map(|m| m.ino());
-    let handle = std::thread::spawn(move || {
-        // SAFETY: unshare affects only the calling thread's namespaces.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "unshare(CLONE_NEWNET): {}",
-            std::io::Error::last_os_error()
-        );
-        let mine = fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
-        assert_ne!(mine, before, "still in the process's network namespace");
-        assert_ne!(Some(mine), init, "in init's network namespace");
-        // Commands started from this thread must land in the same namespace.
-        let child = run("readlink", &["/proc/self/ns/net"]);
-        assert_eq!(
-            child.trim(),
-            format!("net:[{mine}]"),
-            "child process left the sandbox"
-        );
-        body();
-    });
-    if let Err(panic) = handle.join() {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-fn run_status(program: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let (ok, out, err) = run_status(program, args, None);
-    assert!(ok, "{program} {args:?} failed: {err}");
-    out
-}
-
-fn nft_apply(script: &str) {
-    let (ok, _, err) = run_status("nft", &["-f", "-"], Some(script));
-    assert!(ok, "nft -f failed: {err}\n{script}");
-}
-
-fn ruleset_text() -> String {
-    run("nft", &["list", "ruleset"])
-}
-
-fn ruleset_json() -> Vec<Value> {
-    let v: Value = serde_json::from_str(&run("nft", &["-j", "list", "ruleset"])).unwrap();
-    v["nftables"].as_array().cloned().unwrap_or_default()
-}
-
-/// The objects of one kind ("rule", "chain", ...) in table `table`.
-fn objects(ruleset: &[Value], kind: &str, table: &str) -> Vec<Value> {
-    ruleset
-        .iter()
-        .filter_map(|o| o.get(kind))
-        .filter(|o| o["table"] == table)
-        .cloned()
-        .collect()
-}
-
-fn chain_names(table: &str) -> Vec<String> {
-    objects(&ruleset_json(), "chain", table)
-        .iter()
-        .map(|c| c["name"].as_str().unwrap().to_string())
-        .collect()
-}
+mod common;
+use common::*;
 
 fn map_elements(map: &str) -> Vec<String> {
-    let ruleset = ruleset_json();
-    let Some(set) = objects(&ruleset, "map", "cni_masquerade_rs")
+    let Some(set) = objects(None, "map", "cni_masquerade_rs")
         .into_iter()
         .find(|m| m["name"] == map)
     else {
@@ -208,8 +100,7 @@ fn nft_add_creates_counted_rules_visible_to_nft() {
         );
 
         // The JSON view has a counter object on each pod rule.
-        let ruleset = ruleset_json();
-        let rules: Vec<Value> = objects(&ruleset, "rule", "cni_masquerade_rs")
+        let rules: Vec<Value> = objects(None, "rule", "cni_masquerade_rs")
             .into_iter()
             .filter(|r| r["chain"] == chain.as_str())
             .collect();
@@ -284,7 +175,7 @@ fn nft_del_removes_only_that_attachment() {
         nft.add(&b, &[net("10.1.0.6/24")]).unwrap();
 
         nft.del(&a).unwrap();
-        let chains = chain_names("cni_masquerade_rs");
+        let chains = chain_names(None, "cni_masquerade_rs");
         assert!(!chains.contains(&our_chain(&a)), "{chains:?}");
         assert!(chains.contains(&our_chain(&b)), "{chains:?}");
         assert!(chains.contains(&our_chain(&a2)), "{chains:?}");
@@ -318,7 +209,7 @@ fn nft_del_of_missing_state_succeeds() {
         nft.add(&a, &[net("10.1.0.5/24")]).unwrap();
         nft.del(&a).unwrap();
         nft.del(&a).unwrap();
-        assert!(!chain_names("cni_masquerade_rs").contains(&our_chain(&a)));
+        assert!(!chain_names(None, "cni_masquerade_rs").contains(&our_chain(&a)));
     });
 }
 
@@ -356,7 +247,7 @@ fn nft_check_names_what_is_missing() {
         // DEL copes with a chain whose rules no longer name the addresses jumping to it.
         nft.del(&a).unwrap();
         assert!(map_elements("pods_ipv4").is_empty());
-        assert!(!chain_names("cni_masquerade_rs").contains(&our_chain(&a)));
+        assert!(!chain_names(None, "cni_masquerade_rs").contains(&our_chain(&a)));
     });
 }
 
@@ -399,7 +290,7 @@ fn nft_gc_keeps_only_listed_attachments_of_the_network() {
             nft.add(&d, &[net("10.2.0.2/24")]).unwrap();
 
             nft.gc("net1", &[b, d]).unwrap();
-            let chains = chain_names("cni_masquerade_rs");
+            let chains = chain_names(None, "cni_masquerade_rs");
             assert!(chains.contains(&our_chain(&b)));
             assert!(chains.contains(&our_chain(&d)));
             assert!(!chains.contains(&our_chain(&a)));
@@ -451,7 +342,7 @@ fn nft_add_and_del_cost_stays_flat() {
             median(&mut last.clone()),
             median(&mut del_us)
         );
-        assert!(chain_names("cni_masquerade_rs") == vec!["postrouting".to_string()]);
+        assert!(chain_names(None, "cni_masquerade_rs") == vec!["postrouting".to_string()]);
     });
 }
 
@@ -489,7 +380,7 @@ fn nft_concurrent_writers_lose_nothing() {
             }
         }
         assert_eq!(map_elements("pods_ipv4").len(), 8 * 20);
-        assert_eq!(chain_names("cni_masquerade_rs").len(), 1 + 8 * 20);
+        assert_eq!(chain_names(None, "cni_masquerade_rs").len(), 1 + 8 * 20);
     });
 }
 
@@ -673,7 +564,7 @@ fn sha512_16(s: &str) -> String {
 }
 
 fn reference_rule_comments() -> Vec<String> {
-    objects(&ruleset_json(), "rule", "cni_plugins_masquerade")
+    objects(None, "rule", "cni_plugins_masquerade")
         .iter()
         .filter(|r| r["chain"] == "masq_checks")
         .map(|r| r["comment"].as_str().unwrap_or_default().to_string())
@@ -754,80 +645,21 @@ fn reference_cleanup_without_reference_state_runs_no_command_and_succeeds() {
 // ---------------------------------------------------------------------------------------------
 // The reference binary as the oracle
 
-/// Keep a thread alive in a network namespace of its own (a stand-in container) and return
-/// its namespace path; the thread exits when the returned sender is dropped.
-fn container_netns() -> (String, std::sync::mpsc::Sender<()>) {
-    let (path_tx, path_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        // SAFETY: unshare affects only this thread; gettid has no preconditions.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0);
-        let tid = unsafe { libc::gettid() };
-        path_tx
-            .send(format!("/proc/{}/task/{tid}/ns/net", std::process::id()))
-            .unwrap();
-        let _ = stop_rx.recv();
-    });
-    (path_rx.recv().unwrap(), stop_tx)
-}
-
 #[test]
 fn reference_bridge_rules_match_ours_and_are_removed_by_our_cleanup() {
-    let bridge = "/usr/lib/cni/bridge";
-    if !std::path::Path::new(bridge).is_file() {
-        if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-            panic!("{bridge} is missing (install containernetworking-plugins)");
-        }
-        eprintln!("skipping: {bridge} is not installed");
+    if !reference_available() {
         return;
     }
     in_netns(
         "reference_bridge_rules_match_ours_and_are_removed_by_our_cleanup",
         move || {
-            let data_dir = std::env::temp_dir().join(format!(
-                "masquerade-oracle-{}-{}",
-                std::process::id(),
-                unsafe { libc::gettid() }
-            ));
             let (netns, stop) = container_netns();
-            let config = format!(
-                r#"{{"cniVersion":"0.4.0","name":"mynet","type":"bridge","bridge":"cni-masq0",
-                "isGateway":true,"ipMasq":true,
-                "ipam":{{"type":"host-local","subnet":"10.88.0.0/16","dataDir":"{}"}}}}"#,
-                data_dir.display()
+            let result = reference_add(
+                "cni-masq0",
+                r#""isGateway":true,"ipMasq":true"#,
+                "abc",
+                &netns,
             );
-            let mut child = Command::new(bridge)
-                .env_clear()
-                .env("CNI_COMMAND", "ADD")
-                .env("CNI_CONTAINERID", "abc")
-                .env("CNI_NETNS", &netns)
-                .env("CNI_IFNAME", "eth0")
-                .env("CNI_PATH", "/usr/lib/cni")
-                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            {
-                use std::io::Write;
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(config.as_bytes())
-                    .unwrap();
-            }
-            let out = child.wait_with_output().unwrap();
-            let _ = fs::remove_dir_all(&data_dir);
-            assert!(
-                out.status.success(),
-                "reference ADD failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let result: Value = serde_json::from_slice(&out.stdout).unwrap();
             assert_eq!(result["ips"][0]["address"], "10.88.0.2/16", "{result}");
 
             // What the reference made is exactly what our iptables backend makes and checks.

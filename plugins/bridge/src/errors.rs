@@ -9,5 +9,5 @@ pub fn kernel(e: netops::Error) -> CniError {
 }
 
 pub fn firewall(e: masquerade::Error) -> CniError {
-    CniError::internal(format!("masquerade: {e}"))
+    CniError::internal(e.to_string())
 }

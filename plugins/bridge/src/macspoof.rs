@@ -1,11 +1,26 @@
-//! TEMPORARY stub until masquerade::macspoof lands.
+//! `macspoofchk`: frames from the pod's port must carry the pod's MAC.
+
+use crate::errors::firewall;
 use cni_protocol::CniError;
-pub fn add(_: &str, _: &str, _: &str, _: [u8; 6]) -> Result<(), CniError> {
-    Err(CniError::internal("macspoofchk not available"))
+
+pub fn add(
+    container_id: &str,
+    ifname: &str,
+    host_veth: &str,
+    mac: [u8; 6],
+) -> Result<(), CniError> {
+    masquerade::macspoof::add(container_id, ifname, host_veth, mac).map_err(firewall)
 }
-pub fn del(_: &str, _: &str) -> Result<(), CniError> {
-    Ok(())
+
+pub fn del(container_id: &str, ifname: &str) -> Result<(), CniError> {
+    masquerade::macspoof::del(container_id, ifname).map_err(firewall)
 }
-pub fn check(_: &str, _: &str, _: &str, _: [u8; 6]) -> Result<(), CniError> {
-    Ok(())
+
+pub fn check(
+    container_id: &str,
+    ifname: &str,
+    host_veth: &str,
+    mac: [u8; 6],
+) -> Result<(), CniError> {
+    masquerade::macspoof::check(container_id, ifname, host_veth, mac).map_err(firewall)
 }

@@ -10,14 +10,14 @@ use ipnetwork::IpNetwork;
 
 use super::wire::{attr, Attrs, MsgBuf, NFPROTO_IPV4, NFPROTO_IPV6};
 
-const NFT_REG_VERDICT: u32 = 0;
-const NFT_REG_1: u32 = 1;
+pub(crate) const NFT_REG_VERDICT: u32 = 0;
+pub(crate) const NFT_REG_1: u32 = 1;
 const NFT_META_NFPROTO: u32 = 15;
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
-const NFT_CMP_EQ: u32 = 0;
-const NFT_CMP_NEQ: u32 = 1;
-const NFTA_COUNTER_BYTES: u16 = 1;
-const NFTA_COUNTER_PACKETS: u16 = 2;
+pub(crate) const NFT_CMP_EQ: u32 = 0;
+pub(crate) const NFT_CMP_NEQ: u32 = 1;
+pub(crate) const NFTA_COUNTER_BYTES: u16 = 1;
+pub(crate) const NFTA_COUNTER_PACKETS: u16 = 2;
 /// Rule user data is a list of (type, length, value); type 0 is the comment `nft` shows.
 const UDATA_RULE_COMMENT: u8 = 0;
 /// `nft` keeps comments below 256 bytes (the length field is one byte).
@@ -96,14 +96,14 @@ pub(crate) fn addr_from_bytes(b: &[u8]) -> Option<IpAddr> {
     }
 }
 
-fn expr(m: &mut MsgBuf, name: &str, data: impl FnOnce(&mut MsgBuf)) {
+pub(crate) fn expr(m: &mut MsgBuf, name: &str, data: impl FnOnce(&mut MsgBuf)) {
     m.nest(attr::LIST_ELEM, |m| {
         m.put_str(attr::EXPR_NAME, name);
         m.nest(attr::EXPR_DATA, data);
     });
 }
 
-fn cmp(m: &mut MsgBuf, op: u32, value: &[u8]) {
+pub(crate) fn cmp(m: &mut MsgBuf, op: u32, value: &[u8]) {
     expr(m, "cmp", |m| {
         m.put_be32(attr::CMP_SREG, NFT_REG_1);
         m.put_be32(attr::CMP_OP, op);
@@ -191,7 +191,7 @@ pub(crate) fn subnet_of(address: IpNetwork) -> IpNetwork {
     IpNetwork::new(address.network(), address.prefix()).unwrap_or(address)
 }
 
-fn comment_udata(comment: &str) -> Vec<u8> {
+pub(crate) fn comment_udata(comment: &str) -> Vec<u8> {
     let mut text = comment.as_bytes().to_vec();
     text.truncate(COMMENT_MAX);
     let mut out = Vec::with_capacity(text.len() + 3);
@@ -202,7 +202,7 @@ fn comment_udata(comment: &str) -> Vec<u8> {
     out
 }
 
-fn comment_from_udata(udata: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn comment_from_udata(udata: &[u8]) -> Option<Vec<u8>> {
     let mut rest = udata;
     while let [ty, len, tail @ ..] = rest {
         let value = tail.get(..*len as usize)?;

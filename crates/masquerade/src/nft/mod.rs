@@ -27,7 +27,7 @@
 //!   the kernel refuses the transaction (ERESTART) and we read again. Deletes are therefore
 //!   only issued for objects seen to exist, which works on every kernel (no `DESTROY` needed).
 
-mod expr;
+pub(crate) mod expr;
 pub(crate) mod socket;
 pub(crate) mod wire;
 
@@ -65,8 +65,6 @@ const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
 /// `nft`'s data type ids, so `nft list` prints `ipv4_addr`/`ipv6_addr`.
 const NFT_TYPE_IPADDR: u32 = 7;
 const NFT_TYPE_IP6ADDR: u32 = 8;
-/// How often a transaction is retried when the ruleset changed under it.
-const ATTEMPTS: u32 = 8;
 /// Commands per transaction when GC removes many attachments.
 const GC_BATCH: usize = 1000;
 
@@ -113,35 +111,20 @@ impl NftablesBackend {
         })
     }
 
-    /// Run `plan` (read state, build a transaction) and commit it tied to the generation read
-    /// first; redo both if the ruleset changed in between. `plan` returning `None` means there
-    /// is nothing to do.
+    /// Run `plan` (read state, build a transaction) tied to the ruleset generation; see
+    /// [`NfSocket::transact`].
     fn transact(
         &mut self,
         action: &str,
-        mut plan: impl FnMut(&mut NfSocket, u32) -> Result<Option<Batch>>,
+        plan: impl FnMut(&mut NfSocket, u32) -> Result<Option<Batch>>,
     ) -> Result<()> {
-        for _ in 0..ATTEMPTS {
-            let genid = self.sock.generation()?;
-            let Some(batch) = plan(&mut self.sock, genid)? else {
-                return Ok(());
-            };
-            match self.sock.commit(batch) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.errno == libc::ERESTART => continue,
-                Err(e) => return Err(Error::netlink(format!("{action}: {}", e.what), e.errno)),
-            }
-        }
-        Err(Error::Contended {
-            action: action.to_string(),
-            attempts: ATTEMPTS,
-        })
+        self.sock.transact(action, plan)
     }
 }
 
 /// Read-only queries against our table.
 impl NfSocket {
-    fn chain_exists(&mut self, family: u8, table: &str, chain: &str) -> Result<bool> {
+    pub(crate) fn chain_exists(&mut self, family: u8, table: &str, chain: &str) -> Result<bool> {
         let action = format!("looking up chain {table} {chain}");
         let found = self.get(&action, MsgType::GetChain, family, |m| {
             m.put_str(attr::CHAIN_TABLE, table);
@@ -157,6 +140,19 @@ impl NfSocket {
         table: &str,
         chain: &str,
     ) -> Result<Option<Vec<ObservedRule>>> {
+        Ok(self
+            .chain_rule_messages(family, table, chain)?
+            .map(|replies| replies.iter().map(|r| parse_rule(Attrs::new(r))).collect()))
+    }
+
+    /// The rule messages (attributes after the nfgenmsg header) of one chain, or `None` if the
+    /// chain does not exist.
+    pub(crate) fn chain_rule_messages(
+        &mut self,
+        family: u8,
+        table: &str,
+        chain: &str,
+    ) -> Result<Option<Vec<Vec<u8>>>> {
         if !self.chain_exists(family, table, chain)? {
             return Ok(None);
         }
@@ -165,9 +161,7 @@ impl NfSocket {
             m.put_str(attr::RULE_TABLE, table);
             m.put_str(attr::RULE_CHAIN, chain);
         })?;
-        Ok(Some(
-            replies.iter().map(|r| parse_rule(Attrs::new(r))).collect(),
-        ))
+        Ok(Some(replies))
     }
 
     /// The chain an address's map element jumps to, if the element exists.
@@ -184,7 +178,7 @@ impl NfSocket {
         let Some(reply) = reply else {
             return Ok(None);
         };
-        let elements = parse_elements(&reply);
+        let elements = parse_verdict_elements(&reply, addr_from_bytes);
         Ok(elements
             .into_iter()
             .find(|(a, _)| *a == addr)
@@ -200,7 +194,7 @@ impl NfSocket {
                 m.put_str(attr::SET_ELEM_LIST_TABLE, TABLE);
                 m.put_str(attr::SET_ELEM_LIST_SET, map);
             })? {
-                out.extend(parse_elements(&reply));
+                out.extend(parse_verdict_elements(&reply, addr_from_bytes));
             }
         }
         Ok(out)
@@ -227,8 +221,12 @@ fn put_key(m: &mut MsgBuf, addr: IpAddr) {
     });
 }
 
-/// (address, jump target) of each element in a set-element message.
-fn parse_elements(reply: &[u8]) -> Vec<(IpAddr, Option<String>)> {
+/// (key, jump target) of each element in a set-element message of a verdict map; `key` decodes
+/// the key bytes (elements it rejects are skipped).
+pub(crate) fn parse_verdict_elements<K>(
+    reply: &[u8],
+    key: impl Fn(&[u8]) -> Option<K>,
+) -> Vec<(K, Option<String>)> {
     let attrs = Attrs::new(reply);
     let Some(list) = attrs.nested(attr::SET_ELEM_LIST_ELEMENTS) else {
         return Vec::new();
@@ -238,7 +236,7 @@ fn parse_elements(reply: &[u8]) -> Vec<(IpAddr, Option<String>)> {
         let key = elem
             .nested(attr::SET_ELEM_KEY)?
             .find(attr::DATA_VALUE)
-            .and_then(addr_from_bytes)?;
+            .and_then(&key)?;
         let target = elem
             .nested(attr::SET_ELEM_DATA)
             .and_then(|d| d.nested(attr::DATA_VERDICT))

@@ -20,6 +20,15 @@ const RX_BUF: usize = 64 * 1024;
 const RX_TIMEOUT_SECS: libc::time_t = 10;
 const SOL_NETLINK: libc::c_int = 270;
 const NETLINK_CAP_ACK: libc::c_int = 10;
+/// How often a transaction is tried when the ruleset keeps changing under it.
+const ATTEMPTS: u32 = 16;
+/// Upper bounds of the random pause after a lost race: doubles from the first to the last.
+const BACKOFF_FIRST_US: u64 = 100;
+const BACKOFF_MAX_US: u64 = 10_000;
+/// Serializes this suite's nftables writers on the node. Without it, parallel ADDs keep
+/// invalidating each other's ruleset generation and one can lose every retry; with it, only
+/// foreign writers (nft, kube-proxy) can make a transaction retry. Held for one transaction.
+const WRITER_LOCK: &str = "/run/cni-rs-nftables.lock";
 
 pub(crate) struct NfSocket {
     sock: Socket,
@@ -238,6 +247,36 @@ impl NfSocket {
             .ok_or_else(|| Error::protocol(ACTION, "generation id missing"))
     }
 
+    /// Run `plan` (read state, build a transaction) and commit it tied to the generation read
+    /// first; redo both if the ruleset changed in between. `plan` returning `None` means there
+    /// is nothing to do. `action` prefixes error messages.
+    pub(crate) fn transact(
+        &mut self,
+        action: &str,
+        mut plan: impl FnMut(&mut NfSocket, u32) -> Result<Option<Batch>>,
+    ) -> Result<()> {
+        // Best effort: where /run is not writable we fall back to retries alone.
+        let _lock = WriterLock::acquire();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt);
+            }
+            let genid = self.generation()?;
+            let Some(batch) = plan(self, genid)? else {
+                return Ok(());
+            };
+            match self.commit(batch) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.errno == libc::ERESTART => continue,
+                Err(e) => return Err(Error::netlink(format!("{action}: {}", e.what), e.errno)),
+            }
+        }
+        Err(Error::Contended {
+            action: action.to_string(),
+            attempts: ATTEMPTS,
+        })
+    }
+
     /// Start a transaction, optionally bound to a ruleset generation.
     pub(crate) fn batch(&mut self, genid: Option<u32>) -> Batch {
         let begin_seq = self.next_seq();
@@ -332,6 +371,49 @@ impl NfSocket {
             None => Ok(()),
         }
     }
+}
+
+/// An exclusive `flock` on [`WRITER_LOCK`], released when the file is closed on drop (or when
+/// the process dies).
+struct WriterLock {
+    _file: std::fs::File,
+}
+
+impl WriterLock {
+    fn acquire() -> Option<WriterLock> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(WRITER_LOCK)
+            .ok()?;
+        loop {
+            // SAFETY: flock on a descriptor we own; no memory is passed.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Some(WriterLock { _file: file });
+            }
+            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return None;
+            }
+        }
+    }
+}
+
+/// Sleep a random time below an exponentially growing bound, so writers that keep invalidating
+/// each other's generation (parallel ADDs) fall out of step.
+fn backoff(attempt: u32) {
+    use std::hash::{BuildHasher, Hasher};
+    let bound = BACKOFF_FIRST_US
+        .saturating_mul(1 << (attempt - 1).min(16))
+        .min(BACKOFF_MAX_US);
+    // RandomState is seeded per instance: a cheap source of jitter without a dependency.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    std::thread::sleep(std::time::Duration::from_micros(random % (bound + 1)));
 }
 
 /// For an error/ack message: the request's sequence number and the error code.

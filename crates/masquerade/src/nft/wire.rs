@@ -27,6 +27,7 @@ pub(crate) const NFNL_BATCH_GENID: u16 = 1;
 pub(crate) const NFPROTO_UNSPEC: u8 = 0;
 pub(crate) const NFPROTO_INET: u8 = 1;
 pub(crate) const NFPROTO_IPV4: u8 = 2;
+pub(crate) const NFPROTO_BRIDGE: u8 = 7;
 pub(crate) const NFPROTO_IPV6: u8 = 10;
 
 /// `enum nf_tables_msg_types`.
@@ -113,6 +114,8 @@ pub(crate) mod attr {
     pub const LOOKUP_SET: u16 = 1;
     pub const LOOKUP_SREG: u16 = 2;
     pub const LOOKUP_DREG: u16 = 3;
+    pub const IMMEDIATE_DREG: u16 = 1;
+    pub const IMMEDIATE_DATA: u16 = 2;
 }
 
 /// Appends netlink messages and attributes to one buffer (a single datagram).
