@@ -169,7 +169,7 @@ pub fn check(req: &Request, conf: &BridgeConf) -> Result<(), CniError> {
     }
 
     if conf.ip_masq && !prev.ips.is_empty() {
-        let att = masquerade::Attachment {
+        let att = firewall::Attachment {
             network: &req.config.name,
             container_id: &inv.container_id,
             ifname: &inv.ifname,

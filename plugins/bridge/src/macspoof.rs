@@ -9,11 +9,11 @@ pub fn add(
     host_veth: &str,
     mac: [u8; 6],
 ) -> Result<(), CniError> {
-    masquerade::macspoof::add(container_id, ifname, host_veth, mac).map_err(firewall)
+    firewall::macspoof::add(container_id, ifname, host_veth, mac).map_err(firewall)
 }
 
 pub fn del(container_id: &str, ifname: &str) -> Result<(), CniError> {
-    masquerade::macspoof::del(container_id, ifname).map_err(firewall)
+    firewall::macspoof::del(container_id, ifname).map_err(firewall)
 }
 
 pub fn check(
@@ -22,5 +22,5 @@ pub fn check(
     host_veth: &str,
     mac: [u8; 6],
 ) -> Result<(), CniError> {
-    masquerade::macspoof::check(container_id, ifname, host_veth, mac).map_err(firewall)
+    firewall::macspoof::check(container_id, ifname, host_veth, mac).map_err(firewall)
 }

@@ -4,24 +4,24 @@
 use crate::config::{BridgeConf, MasqBackend};
 use crate::errors::firewall;
 use cni_protocol::CniError;
+use firewall::{Attachment, BackendKind};
 use ipnetwork::IpNetwork;
-use masquerade::{Attachment, BackendKind};
 
 fn kind(conf: &BridgeConf) -> BackendKind {
     match conf.ip_masq_backend {
         Some(MasqBackend::Nftables) => BackendKind::Nftables,
         Some(MasqBackend::Iptables) => BackendKind::Iptables,
-        None => masquerade::detect_default(),
+        None => firewall::detect_default(),
     }
 }
 
 pub fn add(conf: &BridgeConf, att: &Attachment, addresses: &[IpNetwork]) -> Result<(), CniError> {
-    let mut backend = masquerade::open(kind(conf)).map_err(firewall)?;
+    let mut backend = firewall::open(kind(conf)).map_err(firewall)?;
     backend.add(att, addresses).map_err(firewall)
 }
 
 pub fn check(conf: &BridgeConf, att: &Attachment, addresses: &[IpNetwork]) -> Result<(), CniError> {
-    let mut backend = masquerade::open(kind(conf)).map_err(firewall)?;
+    let mut backend = firewall::open(kind(conf)).map_err(firewall)?;
     backend.check(att, addresses).map_err(firewall)
 }
 
@@ -29,7 +29,7 @@ pub fn check(conf: &BridgeConf, att: &Attachment, addresses: &[IpNetwork]) -> Re
 /// for it; tries everything and reports every failure.
 pub fn del(conf: &BridgeConf, att: &Attachment) -> Result<(), CniError> {
     let mut failures = Vec::new();
-    match masquerade::open(kind(conf)) {
+    match firewall::open(kind(conf)) {
         Ok(mut backend) => {
             if let Err(e) = backend.del(att) {
                 failures.push(e.to_string());
@@ -37,7 +37,7 @@ pub fn del(conf: &BridgeConf, att: &Attachment) -> Result<(), CniError> {
         }
         Err(e) => failures.push(e.to_string()),
     }
-    if let Err(e) = masquerade::remove_reference_state(att) {
+    if let Err(e) = firewall::remove_reference_state(att) {
         failures.push(e.to_string());
     }
     joined(failures)
@@ -48,16 +48,16 @@ pub fn del(conf: &BridgeConf, att: &Attachment) -> Result<(), CniError> {
 pub fn gc(network: &str, keep: &[Attachment]) -> Result<(), CniError> {
     let mut failures = Vec::new();
     let mut kinds = vec![BackendKind::Iptables];
-    if masquerade::detect_default() == BackendKind::Nftables {
+    if firewall::detect_default() == BackendKind::Nftables {
         kinds.push(BackendKind::Nftables);
     }
     for kind in kinds {
-        let result = masquerade::open(kind).and_then(|mut b| b.gc(network, keep));
+        let result = firewall::open(kind).and_then(|mut b| b.gc(network, keep));
         if let Err(e) = result {
             failures.push(e.to_string());
         }
     }
-    if let Err(e) = masquerade::gc_reference_state(network, keep) {
+    if let Err(e) = firewall::gc_reference_state(network, keep) {
         failures.push(e.to_string());
     }
     joined(failures)

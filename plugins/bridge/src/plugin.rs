@@ -55,8 +55,8 @@ impl Rollback<'_> {
     }
 }
 
-fn attachment(req: &Request) -> masquerade::Attachment<'_> {
-    masquerade::Attachment {
+fn attachment(req: &Request) -> firewall::Attachment<'_> {
+    firewall::Attachment {
         network: &req.config.name,
         container_id: &req.invocation.container_id,
         ifname: &req.invocation.ifname,
@@ -365,9 +365,9 @@ impl Plugin for Bridge {
         match req.config.gc_valid_attachments() {
             None => eprintln!("bridge: GC without cni.dev/valid-attachments: nothing removed"),
             Some(valid) => {
-                let keep: Vec<masquerade::Attachment> = valid
+                let keep: Vec<firewall::Attachment> = valid
                     .iter()
-                    .map(|v| masquerade::Attachment {
+                    .map(|v| firewall::Attachment {
                         network: &req.config.name,
                         container_id: &v.container_id,
                         ifname: &v.ifname,

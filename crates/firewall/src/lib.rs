@@ -1,6 +1,7 @@
-//! Egress masquerade (SNAT) for pod addresses, as the `bridge` plugin's `ipMasq` needs it.
+//! The suite's firewall layer: the kernel packet-filter state plugins keep per attachment.
 //!
-//! Two backends implement [`MasqueradeBackend`]:
+//! Egress masquerade (SNAT) for pod addresses, as the `bridge` plugin's `ipMasq` needs it. Two
+//! backends implement [`MasqueradeBackend`]:
 //! - [`NftablesBackend`]: our own table `inet cni_masquerade_rs`, written over netlink in one
 //!   transaction per operation, O(1) in the number of pods (layout in [`nft`]);
 //! - [`IptablesBackend`]: the reference plugin's exact iptables rules, so a node can swap

@@ -1,11 +1,11 @@
-//! Kernel tests of `masquerade::macspoof`: each runs on its own thread inside a fresh network
+//! Kernel tests of `firewall::macspoof`: each runs on its own thread inside a fresh network
 //! namespace and asserts on what `nft` reports there (and, in one test, on real traffic across a
 //! bridge). The host's firewall is never touched.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Instant;
 
-use masquerade::macspoof;
+use firewall::macspoof;
 use serde_json::Value;
 
 mod common;

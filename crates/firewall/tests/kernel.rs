@@ -4,11 +4,11 @@
 
 use std::time::Instant;
 
-use ipnetwork::IpNetwork;
-use masquerade::{
+use firewall::{
     gc_reference_state, reference_iptables_chain, remove_reference_state, Attachment,
     IptablesBackend, MasqueradeBackend, NftablesBackend,
 };
+use ipnetwork::IpNetwork;
 use serde_json::Value;
 
 mod common;
@@ -56,7 +56,7 @@ fn att<'a>(network: &'a str, container_id: &'a str, ifname: &'a str) -> Attachme
 }
 
 fn our_chain(a: &Attachment) -> String {
-    masquerade::nft::attachment_chain(a)
+    firewall::nft::attachment_chain(a)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -684,10 +684,7 @@ fn detect_default_prefers_nftables_when_the_kernel_has_it() {
     in_netns(
         "detect_default_prefers_nftables_when_the_kernel_has_it",
         || {
-            assert_eq!(
-                masquerade::detect_default(),
-                masquerade::BackendKind::Nftables
-            );
+            assert_eq!(firewall::detect_default(), firewall::BackendKind::Nftables);
             // Detection creates nothing.
             assert!(ruleset_json().iter().all(|o| o.get("table").is_none()));
         },
