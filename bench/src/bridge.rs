@@ -49,6 +49,10 @@ enum Kind {
     OursIpt,
     /// `ip link add <veth> up master <br> type veth peer name eth0 netns <pod>` / `ip link del`.
     Floor,
+    /// [`Kind::Floor`] plus `ip -n <pod> link set eth0 up` (ADD timed over both execs): the
+    /// container end up too, as every plugin leaves it, so its IPv6 link-local traffic (DAD,
+    /// MLD, router solicitations) is flooded over the bridge like a plugin's pod's.
+    FloorUp,
 }
 
 impl Kind {
@@ -58,10 +62,15 @@ impl Kind {
             "ours" | "ours-nft" => Ok(Self::OursNft),
             "ours-ipt" => Ok(Self::OursIpt),
             "floor" | "ip-link" => Ok(Self::Floor),
+            "floor-up" => Ok(Self::FloorUp),
             _ => Err(format!(
-                "unknown implementation {s:?} (reference, ours-nft, ours-ipt, floor)"
+                "unknown implementation {s:?} (reference, ours-nft, ours-ipt, floor, floor-up)"
             )),
         }
+    }
+
+    fn is_floor(self) -> bool {
+        matches!(self, Self::Floor | Self::FloorUp)
     }
 
     fn label(self, masq: bool) -> &'static str {
@@ -71,6 +80,7 @@ impl Kind {
             (Self::OursNft, false) | (Self::OursIpt, false) => "ours",
             (Self::OursIpt, true) => "ours-ipt",
             (Self::Floor, _) => "ip-link floor",
+            (Self::FloorUp, _) => "ip-link+ctr-up floor",
         }
     }
 }
@@ -82,9 +92,17 @@ struct Case {
 }
 
 impl Case {
+    /// The label without column padding, for messages.
+    fn name(self) -> String {
+        self.label()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     fn label(self) -> String {
         let masq = match (self.kind, self.masq) {
-            (Kind::Floor, _) => "-",
+            (k, _) if k.is_floor() => "-",
             (_, true) => "masq",
             (_, false) => "nomasq",
         };
@@ -162,9 +180,13 @@ pub fn run(args: &[String]) -> Result<bool, String> {
         opts.string("impls")
             .unwrap_or("reference,ours-nft,ours-ipt,floor"),
     )?;
-    let scale_impls = parse_kinds(opts.string("scale-impls").unwrap_or("floor,ours-nft"))?;
+    let scale_impls = parse_kinds(
+        opts.string("scale-impls")
+            .unwrap_or("floor,floor-up,ours-nft"),
+    )?;
 
     check_sandbox()?;
+    let started = Instant::now();
 
     let ours_dir = opts
         .string("ours-dir")
@@ -202,14 +224,14 @@ pub fn run(args: &[String]) -> Result<bool, String> {
     for masq in [true, false] {
         for &kind in &impls {
             let dup = !masq && kind == Kind::OursIpt && impls.contains(&Kind::OursNft);
-            if (kind == Kind::Floor && !masq) || dup {
+            if (kind.is_floor() && !masq) || dup {
                 continue;
             }
             cases.push(Case { kind, masq });
         }
     }
     // The floor has no masquerade; list it last.
-    cases.sort_by_key(|c| c.kind == Kind::Floor);
+    cases.sort_by_key(|c| c.kind.is_floor());
 
     let pool = n.max(pods).max(warmup);
     println!(
@@ -241,7 +263,7 @@ pub fn run(args: &[String]) -> Result<bool, String> {
     let mut seq: Vec<(Case, Measured)> = Vec::new();
     let mut par: Vec<(Case, Measured)> = Vec::new();
     for &case in &cases {
-        eprintln!("[{}] sequential n={n}", case.label());
+        eprintln!("[{}] sequential n={n}", case.name());
         let net = setup.net(case)?;
         for i in 0..warmup {
             let add = net.call("ADD", i, &format!("warm{i}"))?;
@@ -254,7 +276,7 @@ pub fn run(args: &[String]) -> Result<bool, String> {
         seq.push((case, m));
     }
     for &case in &cases {
-        eprintln!("[{}] {workers}-parallel n={n}", case.label());
+        eprintln!("[{}] {workers}-parallel n={n}", case.name());
         let net = setup.net(case)?;
         let m = setup.phase(&net, n, workers)?;
         setup.finish(&net)?;
@@ -265,9 +287,9 @@ pub fn run(args: &[String]) -> Result<bool, String> {
         for &kind in &scale_impls {
             let case = Case {
                 kind,
-                masq: kind != Kind::Floor,
+                masq: !kind.is_floor(),
             };
-            eprintln!("[{}] filling one bridge to {pods} pods", case.label());
+            eprintln!("[{}] filling one bridge to {pods} pods", case.name());
             let net = setup.net(case)?;
             let g = setup.growth(&net, pods, window)?;
             setup.finish(&net)?;
@@ -277,7 +299,12 @@ pub fn run(args: &[String]) -> Result<bool, String> {
 
     let delegates = setup.delegate_rss(&impls, n.min(20))?;
     print_report(&seq, &par, &scale, &delegates, workers, window, pods);
-    println!("errors: {}", setup.errors);
+    println!(
+        "errors: {} (every call checked: exit 0, a unique address in the subnet, no port left \
+         on the bridge); total run time {:.0} s",
+        setup.errors,
+        started.elapsed().as_secs_f64()
+    );
     Ok(setup.errors == 0)
 }
 
@@ -404,7 +431,7 @@ impl Setup {
         match kind {
             Kind::Reference => Some(&self.reference_dir),
             Kind::OursNft | Kind::OursIpt => Some(&self.ours_dir),
-            Kind::Floor => None,
+            Kind::Floor | Kind::FloorUp => None,
         }
     }
 
@@ -480,11 +507,11 @@ impl Setup {
 
     /// ADD must exit 0 and (for plugins) return a unique address in the network's subnet.
     fn check_add(&mut self, net: &Net, out: &Outcome, seen: &mut HashSet<Ipv4Addr>) {
-        let what = format!("{} ADD", net.case.label().trim());
+        let what = format!("{} ADD", net.case.name());
         if !out.success() {
             return self.fail(format!("{what}: {}", out.describe_failure()));
         }
-        if net.case.kind == Kind::Floor {
+        if net.case.kind.is_floor() {
             return;
         }
         let Some(ip) = first_address(&out.stdout) else {
@@ -509,7 +536,7 @@ impl Setup {
         if !out.success() {
             self.fail(format!(
                 "{} DEL: {}",
-                net.case.label().trim(),
+                net.case.name(),
                 out.describe_failure()
             ));
         }
@@ -581,7 +608,7 @@ impl Setup {
         } else if left != 0 {
             self.fail(format!(
                 "{}: {left} ports left on {} after DEL",
-                net.case.label().trim(),
+                net.case.name(),
                 net.bridge
             ));
         }
@@ -602,7 +629,7 @@ impl Setup {
     fn delegate_rss(&mut self, impls: &[Kind], n: usize) -> Result<Vec<(String, i64)>, String> {
         let mut rss = Vec::new();
         for &kind in impls {
-            if matches!(kind, Kind::Floor | Kind::OursIpt) {
+            if kind.is_floor() || kind == Kind::OursIpt {
                 continue;
             }
             let Some(dir) = self.plugin_dir(kind).map(Path::to_path_buf) else {
@@ -686,29 +713,37 @@ impl Net {
     fn call(&self, cmd: &str, pod: usize, tag: &str) -> Result<Outcome, String> {
         let pod_ns = pod_name(pod);
         match self.case.kind {
-            Kind::Floor => {
+            Kind::Floor | Kind::FloorUp => {
                 // Veth names must stay within 15 bytes: "f" + net + "x" + pod.
                 let veth = format!("f{}x{pod}", self.idx);
-                let args: Vec<&str> = if cmd == "ADD" {
-                    vec![
-                        "link",
-                        "add",
-                        &veth,
-                        "up",
-                        "master",
-                        &self.bridge,
-                        "type",
-                        "veth",
-                        "peer",
-                        "name",
-                        IFNAME,
-                        "netns",
-                        &pod_ns,
-                    ]
-                } else {
-                    vec!["link", "del", &veth]
+                let ip = |args: &[&str]| {
+                    exec::run_args(Path::new(IP_BIN), args, &[("PATH", MIN_PATH)], b"")
                 };
-                exec::run_args(Path::new(IP_BIN), &args, &[("PATH", MIN_PATH)], b"")
+                if cmd != "ADD" {
+                    return ip(&["link", "del", &veth]);
+                }
+                let add = ip(&[
+                    "link",
+                    "add",
+                    &veth,
+                    "up",
+                    "master",
+                    &self.bridge,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    IFNAME,
+                    "netns",
+                    &pod_ns,
+                ])?;
+                if self.case.kind == Kind::Floor || !add.success() {
+                    return Ok(add);
+                }
+                let mut up = ip(&["-n", &pod_ns, "link", "set", IFNAME, "up"])?;
+                up.elapsed += add.elapsed;
+                up.maxrss_kib = up.maxrss_kib.max(add.maxrss_kib);
+                Ok(up)
             }
             _ => {
                 let id = format!("b{}-{tag}", self.idx);
@@ -769,7 +804,7 @@ fn first_address(stdout: &[u8]) -> Option<Ipv4Addr> {
 
 fn find(list: &[(Case, Measured)], kind: Kind, masq: bool) -> Option<&Measured> {
     list.iter()
-        .find(|(c, _)| c.kind == kind && (c.masq == masq || kind == Kind::Floor))
+        .find(|(c, _)| c.kind == kind && (c.masq == masq || kind.is_floor()))
         .map(|(_, m)| m)
 }
 
@@ -812,14 +847,14 @@ fn print_report(
     println!();
     println!("ms, wall clock per exec (spawn -> stdout read -> reaped); RSS = median ru_maxrss of an ADD");
     println!(
-        "{:<5} {:<20} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>7} | {:>7}",
+        "{:<5} {:<27} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>7} | {:>7}",
         "phase", "case", "ADD p50", "p90", "p99", "DEL p50", "p90", "p99", "ADD/s", "RSS KiB"
     );
-    println!("{}", "-".repeat(106));
+    println!("{}", "-".repeat(113));
     for (phase, list) in [("seq", seq), (par_label.as_str(), par)] {
         for (case, m) in list {
             println!(
-                "{:<5} {:<20} | {} | {} | {:>7} | {:>7}",
+                "{:<5} {:<27} | {} | {} | {:>7} | {:>7}",
                 phase,
                 case.label(),
                 three(&m.add),
@@ -834,14 +869,14 @@ fn print_report(
     println!("p50 ratios ours / reference (same phase, same masquerade setting)");
     for (phase, list) in [("seq", seq), (par_label.as_str(), par)] {
         for (case, m) in list {
-            if matches!(case.kind, Kind::Reference | Kind::Floor) {
+            if case.kind == Kind::Reference || case.kind.is_floor() {
                 continue;
             }
             let Some(r) = find(list, Kind::Reference, case.masq) else {
                 continue;
             };
             println!(
-                "{:<5} {:<20} ADD {:>5}   DEL {:>5}",
+                "{:<5} {:<27} ADD {:>5}   DEL {:>5}",
                 phase,
                 case.label(),
                 fmt_ratio(m.add.p50(), r.add.p50()),
@@ -859,7 +894,7 @@ fn print_report(
             pods - window + 1
         );
         println!(
-            "{:<20} {:<4} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>9}",
+            "{:<27} {:<4} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>9}",
             "case",
             "op",
             format!("{first} p50"),
@@ -876,7 +911,7 @@ fn print_report(
                 ("DEL", &g.del_first, &g.del_last),
             ] {
                 println!(
-                    "{:<20} {:<4} | {} | {} | {:>9}",
+                    "{:<27} {:<4} | {} | {} | {:>9}",
                     case.label(),
                     op,
                     three(a),
@@ -949,6 +984,13 @@ fn print_report(
         opt2(growth),
         verdict(growth, GROWTH_GOAL)
     );
+    for (case, g) in scale.iter().filter(|(c, _)| c.kind.is_floor()) {
+        println!(
+            "    same run, {}: {}",
+            case.kind.label(false),
+            fmt_ratio(g.add_last.p50(), g.add_first.p50())
+        );
+    }
     let rate = o(par, true).and_then(|m| m.add_per_sec);
     let rate_verdict = match rate {
         Some(v) if v >= PARALLEL_GOAL => "PASS",

@@ -33,8 +33,10 @@ subcommands:
                  --warmup N         unmeasured ADD/DEL pairs before each sequential case (default 3)
                  --pods N           growth: pods on one bridge, 0 to skip (default 1000)
                  --window N         growth: compare ADD at #1-N with the last N (default 50)
-                 --impls LIST       reference,ours-nft,ours-ipt,floor (default: all)
-                 --scale-impls LIST growth implementations (default floor,ours-nft)
+                 --impls LIST       reference,ours-nft,ours-ipt,floor (default: these four;
+                                    also floor-up: the floor plus the container end set up)
+                 --scale-impls LIST growth implementations (default floor,floor-up,ours-nft;
+                                    add reference for the reference's growth: slow)
                  --ours-dir DIR     our bridge + host-local (default <workspace>/target/release)
                  --reference-dir D  reference bridge + host-local (default /usr/lib/cni)
                  --tmpdir DIR       where host-local data dirs go (default $TMPDIR or /tmp)
