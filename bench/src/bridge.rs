@@ -160,8 +160,14 @@ pub fn run(args: &[String]) -> Result<bool, String> {
             "ours-dir",
             "reference-dir",
             "tmpdir",
+            "pod-ipv6",
         ],
     )?;
+    let pod_ipv6 = match opts.string("pod-ipv6").unwrap_or("on") {
+        "on" => true,
+        "off" => false,
+        other => return Err(format!("--pod-ipv6: {other:?} is neither on nor off")),
+    };
     let n = opts.usize_or("n", 100)?;
     let workers = opts.usize_or("parallel", 8)?;
     let warmup = opts.usize_or("warmup", 3)?;
@@ -254,9 +260,10 @@ pub fn run(args: &[String]) -> Result<bool, String> {
         tempdir::fs_type(Path::new(NETNS_DIR))
     );
     let t = Instant::now();
-    make_pod_netns(pool)?;
+    make_pod_netns(pool, pod_ipv6)?;
     println!(
-        "  setup (not timed in any call): {pool} pod netns in {:.2} s",
+        "  setup (not timed in any call): {pool} pod netns (IPv6 {}) in {:.2} s",
+        if pod_ipv6 { "on" } else { "disabled" },
         t.elapsed().as_secs_f64()
     );
 
@@ -382,7 +389,7 @@ fn pod_name(i: usize) -> String {
 /// Creates `count` empty network namespaces bound to files `/run/netns/p<i>` (so `ip ... netns
 /// p<i>` and `CNI_NETNS=/run/netns/p<i>` both work), from one helper thread that unshares a fresh
 /// netns per pod and bind-mounts it. Namespaces that already exist are kept.
-fn make_pod_netns(count: usize) -> Result<(), String> {
+fn make_pod_netns(count: usize, ipv6: bool) -> Result<(), String> {
     std::thread::scope(|s| {
         s.spawn(|| -> Result<(), String> {
             let src = CString::new("/proc/thread-self/ns/net").map_err(|e| e.to_string())?;
@@ -417,6 +424,13 @@ fn make_pod_netns(count: usize) -> Result<(), String> {
                         "bind-mount netns on {path}: {}",
                         std::io::Error::last_os_error()
                     ));
+                }
+                if !ipv6 {
+                    // /proc/sys/net is the opening thread's netns: the pod's, just unshared.
+                    for conf in ["all", "default"] {
+                        let knob = format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6");
+                        fs::write(&knob, "1").map_err(|e| format!("{knob} in {path}: {e}"))?;
+                    }
                 }
             }
             Ok(())

@@ -40,6 +40,8 @@ subcommands:
                  --ours-dir DIR     our bridge + host-local (default <workspace>/target/release)
                  --reference-dir D  reference bridge + host-local (default /usr/lib/cni)
                  --tmpdir DIR       where host-local data dirs go (default $TMPDIR or /tmp)
+                 --pod-ipv6 on|off  off disables IPv6 in the pod netns (no link-local traffic
+                                    flooded over the bridge; default on)
   help         show this text
 ";
 
