@@ -903,21 +903,13 @@ fn print_report(
         let first = format!("#1-{window}");
         println!();
         println!(
-            "growth on one bridge filled to {pods} pods (DEL newest first: {last} = bridge at \
-             {pods}..{} ports)",
+            "growth on one bridge filled to {pods} pods: first = pods {first}, last = pods {last} \
+             (DEL newest first: last = bridge at {pods}..{} ports)",
             pods - window + 1
         );
         println!(
             "{:<27} {:<4} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>9}",
-            "case",
-            "op",
-            format!("{first} p50"),
-            "p90",
-            "p99",
-            format!("{last} p50").chars().take(8).collect::<String>(),
-            "p90",
-            "p99",
-            "last/first"
+            "case", "op", "1st p50", "p90", "p99", "last p50", "p90", "p99", "last/first"
         );
         for (case, g) in scale {
             for (op, a, b) in [
