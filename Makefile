@@ -2,7 +2,7 @@
 PREFIX ?= /opt/cni
 CARGO ?= cargo
 
-.PHONY: build release test lint bench install
+.PHONY: build release test lint bench bench-host-local bench-bridge install
 
 build:
 	$(CARGO) build --workspace --bins
@@ -18,8 +18,14 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench:
+# Both benchmarks; bench-bridge needs root (it sandboxes itself with unshare --net --mount).
+bench: bench-host-local bench-bridge
+
+bench-host-local:
 	bench/host-local.sh
+
+bench-bridge:
+	bench/bridge.sh
 
 # Installs the plugins where runtimes look for them (/opt/cni/bin by default).
 install: release

@@ -2,12 +2,24 @@
 //! stdin, stdout/stderr captured, child reaped with `wait4` so its own rusage (peak RSS) is known.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// PATH given to the plugins: enough for anything they might legitimately exec.
 pub const MIN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `<workspace>/target/release`, where bench/*.sh build our plugins (bench/ sits one level below
+/// the workspace root).
+pub fn release_dir() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).join("target/release")
+}
+
+pub fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
 
 /// Outcome of one exec.
 pub struct Outcome {
@@ -60,8 +72,19 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Runs `program` with exactly `env` as its environment and `stdin` on its standard input.
 pub fn run(program: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result<Outcome, String> {
+    run_args(program, &[], env, stdin)
+}
+
+/// [`run`] with command-line arguments.
+pub fn run_args(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &[u8],
+) -> Result<Outcome, String> {
     let mut cmd = Command::new(program);
-    cmd.env_clear()
+    cmd.args(args)
+        .env_clear()
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

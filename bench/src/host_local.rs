@@ -4,14 +4,14 @@
 use std::fs;
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::args::Opts;
-use crate::exec::{self, Outcome, MIN_PATH};
-use crate::stats::{fmt_ms, fmt_ratio, ratio, Series};
+use crate::exec::{self, is_executable, Outcome, MIN_PATH};
+use crate::stats::{fmt_ms, fmt_ratio, median, ratio, Series};
 use crate::tempdir::{self, TempDir};
 
 const NETWORK: &str = "benchnet";
@@ -471,21 +471,6 @@ fn print_report(impls: &[Impl], sizes: &[usize], runs: &[Vec<Run>], floor: &Seri
     println!("errors: {}", errors.join(", "));
 }
 
-fn median(values: &[i64]) -> Option<i64> {
-    let mut v = values.to_vec();
-    v.sort_unstable();
-    v.get(v.len() / 2).copied()
-}
-
 fn default_ours() -> PathBuf {
-    // bench/ sits one level below the workspace root.
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .unwrap_or(manifest)
-        .join("target/release/host-local")
-}
-
-fn is_executable(path: &Path) -> bool {
-    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    exec::release_dir().join("host-local")
 }

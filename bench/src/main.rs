@@ -4,6 +4,7 @@
 //! stdin), times every call wall-clock from spawn to reaped exit, and prints one comparison table.
 
 mod args;
+mod bridge;
 mod exec;
 mod host_local;
 mod stats;
@@ -24,6 +25,23 @@ subcommands:
                  --reference PATH   reference binary (default /usr/lib/cni/host-local)
                  --tmpdir DIR       where the data dirs go (default $TMPDIR or /tmp); the
                                     filesystem matters: use the one /var/lib/cni lives on
+  bridge       benchmark the bridge plugin (+ host-local) against the reference and the kernel
+               floor; run it through bench/bridge.sh, which sandboxes it (unshare --net --mount)
+               options:
+                 --n N              pods per sequential / parallel case (default 100)
+                 --parallel N       concurrent callers in the parallel phase (default 8)
+                 --warmup N         unmeasured ADD/DEL pairs before each sequential case (default 3)
+                 --pods N           growth: pods on one bridge, 0 to skip (default 1000)
+                 --window N         growth: compare ADD at #1-N with the last N (default 50)
+                 --impls LIST       reference,ours-nft,ours-ipt,floor (default: these four;
+                                    also floor-up: the floor plus the container end set up)
+                 --scale-impls LIST growth implementations (default floor,floor-up,ours-nft;
+                                    add reference for the reference's growth: slow)
+                 --ours-dir DIR     our bridge + host-local (default <workspace>/target/release)
+                 --reference-dir D  reference bridge + host-local (default /usr/lib/cni)
+                 --tmpdir DIR       where host-local data dirs go (default $TMPDIR or /tmp)
+                 --pod-ipv6 on|off  off disables IPv6 in the pod netns (no link-local traffic
+                                    flooded over the bridge; default on)
   help         show this text
 ";
 
@@ -33,6 +51,7 @@ fn main() -> ExitCode {
     let rest: Vec<String> = argv.collect();
     let result = match sub.as_deref() {
         Some("host-local") => host_local::run(&rest),
+        Some("bridge") => bridge::run(&rest),
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

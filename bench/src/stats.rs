@@ -51,6 +51,13 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// Upper median of integer samples (`None` when empty).
+pub fn median(values: &[i64]) -> Option<i64> {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

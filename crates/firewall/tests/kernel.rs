@@ -143,6 +143,63 @@ fn nft_add_twice_is_idempotent() {
     });
 }
 
+/// Handles of the base chain's rules, in order.
+fn base_rule_handles() -> Vec<u64> {
+    objects(None, "rule", "cni_masquerade_rs")
+        .iter()
+        .filter(|r| r["chain"] == "postrouting")
+        .map(|r| r["handle"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn nft_add_keeps_an_intact_skeleton_and_repairs_a_broken_one() {
+    in_netns(
+        "nft_add_keeps_an_intact_skeleton_and_repairs_a_broken_one",
+        || {
+            let a = att("mynet", "aaa", "eth0");
+            let b = att("mynet", "bbb", "eth0");
+            let mut nft = NftablesBackend::new().unwrap();
+            nft.add(&a, &[net("10.1.0.5/24")]).unwrap();
+            let handles = base_rule_handles();
+            assert_eq!(handles.len(), 2, "{}", ruleset_text());
+
+            // Intact: the next ADD leaves the dispatch rules as they are (same handles).
+            nft.add(&b, &[net("10.1.0.6/24")]).unwrap();
+            assert_eq!(base_rule_handles(), handles);
+
+            // One dispatch rule gone: the next ADD rewrites both.
+            nft_apply(&format!(
+                "delete rule inet cni_masquerade_rs postrouting handle {}\n",
+                handles[1]
+            ));
+            let c = att("mynet", "ccc", "eth0");
+            nft.add(&c, &[net("10.1.0.7/24")]).unwrap();
+            let text = ruleset_text();
+            assert!(text.contains("ip saddr vmap @pods_ipv4"), "{text}");
+            assert!(text.contains("ip6 saddr vmap @pods_ipv6"), "{text}");
+            assert_eq!(base_rule_handles().len(), 2, "{text}");
+
+            // A foreign rule in the base chain: rewritten to exactly the two dispatch rules.
+            nft_apply("add rule inet cni_masquerade_rs postrouting counter\n");
+            nft.add(&a, &[net("10.1.0.5/24")]).unwrap();
+            assert_eq!(base_rule_handles().len(), 2, "{}", ruleset_text());
+
+            // The whole base chain gone: recreated.
+            nft_apply("delete chain inet cni_masquerade_rs postrouting\n");
+            nft.add(&b, &[net("10.1.0.6/24")]).unwrap();
+            assert_eq!(base_rule_handles().len(), 2, "{}", ruleset_text());
+            for (x, addr) in [
+                (&a, "10.1.0.5/24"),
+                (&b, "10.1.0.6/24"),
+                (&c, "10.1.0.7/24"),
+            ] {
+                nft.check(x, &[net(addr)]).unwrap();
+            }
+        },
+    );
+}
+
 #[test]
 fn nft_readd_with_other_addresses_drops_the_old_ones() {
     in_netns("nft_readd_with_other_addresses_drops_the_old_ones", || {

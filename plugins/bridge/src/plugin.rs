@@ -320,6 +320,16 @@ impl Plugin for Bridge {
         let mut host = RouteSocket::open().map_err(kernel)?;
         // Everything is attempted even when a step fails; the first failure is reported.
         let mut failures: Vec<CniError> = Vec::new();
+        // Masquerade first, its backend kept open until the end (see masq::del_keep_open):
+        // the kernel's deferred free of the removed rules then overlaps the veth deletion.
+        let mut masq_backend = None;
+        if conf.ip_masq {
+            let (result, backend) = masq::del_keep_open(&conf, &attachment(req));
+            masq_backend = backend;
+            if let Err(e) = result {
+                failures.push(e);
+            }
+        }
         if let Err(e) = self.delete_veth(req, &mut host) {
             failures.push(e);
         }
@@ -330,11 +340,7 @@ impl Plugin for Bridge {
                 failures.push(e);
             }
         }
-        if conf.ip_masq {
-            if let Err(e) = masq::del(&conf, &attachment(req)) {
-                failures.push(e);
-            }
-        }
+        drop(masq_backend);
         if conf.mac_spoof_check {
             let inv = &req.invocation;
             if let Err(e) = macspoof::del(&inv.container_id, &inv.ifname) {

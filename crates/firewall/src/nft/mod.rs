@@ -356,6 +356,22 @@ fn push_skeleton(b: &mut Batch) {
     }
 }
 
+/// Is the base chain there with exactly its two dispatch rules (v4 map, then v6 map)? Its maps
+/// and table must then exist too: the kernel does not delete a map a rule still looks up.
+fn skeleton_intact(sock: &mut NfSocket) -> Result<bool> {
+    let Some(rules) = sock.chain_rules(NFPROTO_INET, TABLE, BASE_CHAIN)? else {
+        return Ok(false);
+    };
+    Ok(rules.len() == 2
+        && rules.iter().zip([MAP_V4, MAP_V6]).all(|(rule, map)| {
+            rule.lookups.len() == 1
+                && rule.lookups[0] == map
+                && rule.saddr.is_none()
+                && !rule.masquerade
+                && rule.daddr_not.is_empty()
+        }))
+}
+
 /// Unique addresses, first occurrence wins.
 fn dedup(addresses: &[IpNetwork]) -> Vec<IpNetwork> {
     let mut seen = HashSet::new();
@@ -382,7 +398,12 @@ impl MasqueradeBackend for NftablesBackend {
                 .filter(|a| !addresses.iter().any(|n| n.ip() == *a))
                 .collect();
             let mut b = sock.batch(Some(genid));
-            push_skeleton(&mut b);
+            // Re-declaring an intact skeleton would replace the dispatch rules and update the
+            // base chain: kernel objects freed only after an RCU grace period, which the next
+            // close of any nftables socket in this netns (ours at exit) waits for (~15 ms).
+            if !skeleton_intact(sock)? {
+                push_skeleton(&mut b);
+            }
             b.push(
                 MsgType::NewChain,
                 NLM_F_CREATE,
