@@ -2,7 +2,7 @@
 //! `lo` as `ip -j` reports it.
 
 use cni_suite_tests::sandbox::{in_sandbox, privileged, Netns};
-use cni_suite_tests::{our_plugin, Call, Reply};
+use cni_suite_tests::{link_addresses, our_plugin, Call, Reply};
 use serde_json::{json, Value};
 
 fn conf(version: &str) -> String {
@@ -29,17 +29,6 @@ fn is_up(lo: &Value) -> bool {
         .is_some_and(|f| f.iter().any(|x| x == "UP"))
 }
 
-fn addresses(lo: &Value) -> Vec<String> {
-    lo["addr_info"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|i| format!("{}/{}", i["local"].as_str().unwrap_or(""), i["prefixlen"]))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// A container netns whose `lo` starts down, as a runtime creates it.
 fn fresh() -> Netns {
     let ns = Netns::new();
@@ -58,7 +47,7 @@ fn add_brings_lo_up_and_reports_its_addresses() {
         let r = call("ADD", &ns.path_str(), "1.0.0").ok();
         let lo = lo_state(&ns);
         assert!(is_up(&lo), "{lo}");
-        assert_eq!(addresses(&lo), ["127.0.0.1/8", "::1/128"]);
+        assert_eq!(link_addresses(&lo), ["127.0.0.1/8", "::1/128"]);
         assert_eq!(
             r,
             json!({
