@@ -64,6 +64,29 @@ fn add_brings_lo_up_and_reports_its_addresses() {
 }
 
 #[test]
+fn add_accepts_every_version_with_the_same_shape() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let ns = fresh();
+        for v in [
+            "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+        ] {
+            let r = call("ADD", &ns.path_str(), v).ok();
+            assert_eq!(r["cniVersion"], v);
+            // The reference's shape under every version: no ip4/ip6, no per-address version.
+            assert_eq!(
+                r["ips"][0],
+                json!({ "interface": 0, "address": "127.0.0.1/8" }),
+                "{v}"
+            );
+            assert_eq!(r["interfaces"][0]["name"], "lo");
+        }
+    });
+}
+
+#[test]
 fn add_without_ipv6_reports_only_ipv4() {
     if !privileged() {
         return;
