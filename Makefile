@@ -30,4 +30,4 @@ bench-bridge:
 # Installs the plugins where runtimes look for them (/opt/cni/bin by default).
 install: release
 	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 target/release/host-local $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 target/release/host-local target/release/loopback $(DESTDIR)$(PREFIX)/bin/

@@ -2,6 +2,7 @@
 //! the reference binaries, and executing a plugin the way a runtime does (cleared environment,
 //! CNI_* variables, config on stdin).
 
+pub mod chain;
 pub mod sandbox;
 
 use serde_json::Value;
@@ -213,4 +214,16 @@ pub fn lease_names(network_dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The addresses (`a.b.c.d/n`) of one link object of `ip -j addr show`.
+pub fn link_addresses(link: &Value) -> Vec<String> {
+    link["addr_info"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| format!("{}/{}", i["local"].as_str().unwrap_or(""), i["prefixlen"]))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -15,6 +15,13 @@ pub trait Plugin {
     fn check(&self, req: &Request) -> Result<(), CniError>;
     fn gc(&self, req: &Request) -> Result<(), CniError>;
     fn status(&self, req: &Request) -> Result<(), CniError>;
+
+    /// The JSON printed for a successful ADD: [`Plugin::add`]'s result rendered in the request's
+    /// version. A plugin overrides this only when it must print a shape the renderer does not
+    /// produce (loopback echoes the reference's unconverted result).
+    fn add_output(&self, req: &Request) -> Result<serde_json::Value, CniError> {
+        self.add(req)?.render(&req.version_text, req.version)
+    }
 }
 
 /// A validated invocation with its configuration.
@@ -165,10 +172,7 @@ fn dispatch(
         version,
     };
     match req.invocation.command {
-        Command::Add => {
-            let result = plugin.add(&req)?;
-            Ok(Some(result.render(&req.version_text, req.version)?))
-        }
+        Command::Add => plugin.add_output(&req).map(Some),
         Command::Del => plugin.del(&req).map(|_| None),
         Command::Check => plugin.check(&req).map(|_| None),
         Command::Gc => plugin.gc(&req).map(|_| None),
