@@ -25,3 +25,4 @@ bench:
 install: release
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 target/release/host-local $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 target/release/portmap $(DESTDIR)$(PREFIX)/bin/

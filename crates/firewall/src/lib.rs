@@ -22,6 +22,7 @@ pub mod iptables;
 pub mod macspoof;
 mod naming;
 pub mod nft;
+pub mod portmap;
 mod reference;
 
 use std::fmt;

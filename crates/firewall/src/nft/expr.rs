@@ -38,7 +38,7 @@ impl Family {
         }
     }
 
-    fn nfproto(self) -> u8 {
+    pub(crate) fn nfproto(self) -> u8 {
         match self {
             Family::V4 => NFPROTO_IPV4,
             Family::V6 => NFPROTO_IPV6,
@@ -52,14 +52,14 @@ impl Family {
         }
     }
 
-    fn saddr_offset(self) -> u32 {
+    pub(crate) fn saddr_offset(self) -> u32 {
         match self {
             Family::V4 => 12,
             Family::V6 => 8,
         }
     }
 
-    fn daddr_offset(self) -> u32 {
+    pub(crate) fn daddr_offset(self) -> u32 {
         match self {
             Family::V4 => 16,
             Family::V6 => 24,
@@ -121,7 +121,7 @@ fn payload(m: &mut MsgBuf, offset: u32, len: u32) {
 }
 
 /// `meta nfproto ipv4|ipv6`: an inet chain sees both families.
-fn match_family(m: &mut MsgBuf, fam: Family) {
+pub(crate) fn match_family(m: &mut MsgBuf, fam: Family) {
     expr(m, "meta", |m| {
         m.put_be32(attr::META_DREG, NFT_REG_1);
         m.put_be32(attr::META_KEY, NFT_META_NFPROTO);

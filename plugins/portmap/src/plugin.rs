@@ -1,0 +1,144 @@
+//! Verb handlers: ADD installs the attachment's port mappings and returns `prevResult`
+//! unchanged; DEL, GC and CHECK work on the state keyed by network, container ID and ifname.
+
+use crate::config::{Backend, PortmapConf};
+use cni_protocol::{CniError, CniResult, Plugin, Request};
+use firewall::portmap::{PortmapNft, SnatOptions};
+use firewall::Attachment;
+use std::net::IpAddr;
+
+pub const ABOUT: &str = concat!("CNI portmap plugin v", env!("CARGO_PKG_VERSION"));
+
+pub struct Portmap;
+
+fn fw(e: firewall::Error) -> CniError {
+    CniError::internal(e.to_string())
+}
+
+fn load(req: &Request) -> Result<PortmapConf, CniError> {
+    let conf = PortmapConf::parse(&req.stdin)?;
+    if conf.backend == Some(Backend::Iptables) {
+        return Err(CniError::invalid_config(
+            "backend \"iptables\" is not implemented by this portmap; use \"nftables\" or omit \"backend\"",
+        ));
+    }
+    Ok(conf)
+}
+
+fn attachment(req: &Request) -> Attachment<'_> {
+    Attachment {
+        network: &req.config.name,
+        container_id: &req.invocation.container_id,
+        ifname: &req.invocation.ifname,
+    }
+}
+
+/// The first IPv4 and first IPv6 address of a sandbox interface, as the reference picks them.
+fn container_ips(prev: &CniResult) -> Vec<IpAddr> {
+    let in_sandbox = |idx: Option<usize>| {
+        idx.and_then(|i| prev.interfaces.get(i))
+            .is_some_and(|iface| iface.sandbox.as_deref().is_some_and(|s| !s.is_empty()))
+    };
+    let mut out: Vec<IpAddr> = Vec::new();
+    for ip in &prev.ips {
+        let addr = ip.address.ip();
+        if in_sandbox(ip.interface) && !out.iter().any(|a| a.is_ipv4() == addr.is_ipv4()) {
+            out.push(addr);
+        }
+    }
+    out
+}
+
+fn require_prev(req: &Request) -> Result<CniResult, CniError> {
+    req.prev_result()?.ok_or_else(|| {
+        CniError::invalid_config("must be called as a chained plugin: prevResult is missing")
+    })
+}
+
+/// `route_localnet=1` on the host-side interfaces of the attachment, so 127.0.0.1 traffic
+/// DNATed towards the pod is routed; interfaces that do not exist are skipped.
+fn enable_route_localnet(prev: &CniResult) -> Result<(), CniError> {
+    for iface in &prev.interfaces {
+        if iface.sandbox.as_deref().is_some_and(|s| !s.is_empty()) {
+            continue;
+        }
+        let key = format!("net/ipv4/conf/{}/route_localnet", iface.name);
+        let Ok(path) = netops::sysctl_path(&key) else {
+            continue;
+        };
+        if !path.exists() {
+            continue;
+        }
+        netops::sysctl_write(&key, "1").map_err(|e| CniError::internal(e.to_string()))?;
+    }
+    Ok(())
+}
+
+impl Plugin for Portmap {
+    fn add(&self, req: &Request) -> Result<CniResult, CniError> {
+        let conf = load(req)?;
+        let prev = require_prev(req)?;
+        if conf.mappings.is_empty() {
+            return Ok(prev);
+        }
+        let ips = container_ips(&prev);
+        if ips.is_empty() {
+            return Ok(prev);
+        }
+        let opts = SnatOptions {
+            snat: conf.snat,
+            mark_bit: conf.mark_masq_bit,
+        };
+        let att = attachment(req);
+        let mut nft = PortmapNft::new().map_err(fw)?;
+        nft.add(&att, &conf.mappings, &ips, opts).map_err(fw)?;
+        if conf.snat && ips.iter().any(IpAddr::is_ipv4) {
+            if let Err(e) = enable_route_localnet(&prev) {
+                // Roll back: a failed ADD leaves nothing behind.
+                let _ = nft.del(&att);
+                return Err(e);
+            }
+        }
+        Ok(prev)
+    }
+
+    fn del(&self, req: &Request) -> Result<(), CniError> {
+        load(req)?;
+        let mut nft = PortmapNft::new().map_err(fw)?;
+        nft.del(&attachment(req)).map_err(fw)
+    }
+
+    fn check(&self, req: &Request) -> Result<(), CniError> {
+        let conf = load(req)?;
+        let prev = require_prev(req)?;
+        if conf.mappings.is_empty() {
+            return Ok(());
+        }
+        let ips = container_ips(&prev);
+        let mut nft = PortmapNft::new().map_err(fw)?;
+        nft.check(&attachment(req), &conf.mappings, &ips)
+            .map_err(fw)
+    }
+
+    fn gc(&self, req: &Request) -> Result<(), CniError> {
+        load(req)?;
+        let Some(valid) = req.config.gc_valid_attachments() else {
+            eprintln!("portmap: GC without cni.dev/valid-attachments: nothing removed");
+            return Ok(());
+        };
+        let keep: Vec<Attachment> = valid
+            .iter()
+            .map(|v| Attachment {
+                network: &req.config.name,
+                container_id: &v.container_id,
+                ifname: &v.ifname,
+            })
+            .collect();
+        let mut nft = PortmapNft::new().map_err(fw)?;
+        nft.gc(&req.config.name, &keep).map_err(fw)
+    }
+
+    fn status(&self, req: &Request) -> Result<(), CniError> {
+        load(req).map(|_| ())
+    }
+}
