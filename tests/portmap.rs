@@ -221,6 +221,14 @@ fn tcp_and_udp_v4_from_outside_host_localhost_and_hairpin() {
         // Hairpin: the pod reaches itself through the host port, masqueraded.
         assert_eq!(tcp_from(Some(&pod), "192.0.2.1:8080"), "10.9.0.1");
         assert_eq!(udp_from(Some(&pod), "192.0.2.1:8080"), "10.9.0.1");
+        // Another pod of the same network through the host port: masqueraded too (the whole
+        // pod subnet is, as the reference does), so replies come back through the host.
+        let other = Netns::new();
+        Call::new("ADD", "pod-b", pods.bridge_conf.to_string())
+            .netns(&other.path_str())
+            .run(&our_plugin("bridge"))
+            .ok();
+        assert_eq!(tcp_from(Some(&other), "192.0.2.1:8080"), "10.9.0.1");
         // Counters show the hits.
         let rules = our_ruleset();
         assert!(rules.contains("dnat ip to 10.9.0.2:80"), "{rules}");

@@ -30,11 +30,15 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnetwork::{IpNetwork, Ipv4Network};
 
 use crate::error::{Error, Result};
 use crate::naming::{instance_hash, network_hash};
-use crate::nft::expr::{addr_bytes, cmp, comment_udata, expr, match_family, Family};
+use crate::nft::expr::{
+    addr_bytes, cmp, comment_udata, expr, match_family, match_prefix, subnet_of, Family,
+};
 use crate::nft::expr::{NFT_CMP_EQ, NFT_CMP_NEQ, NFT_REG_1, NFT_REG_VERDICT};
 use crate::nft::socket::{Batch, NfSocket};
 use crate::nft::wire::{attr, MsgBuf, MsgType, NFPROTO_INET, NLM_F_APPEND, NLM_F_CREATE};
@@ -153,7 +157,7 @@ pub struct SnatOptions {
 }
 
 /// One DNAT rule: a mapping towards one container address of the same family.
-fn targets(mappings: &[PortMapping], container_ips: &[IpAddr]) -> Vec<(PortMapping, IpAddr)> {
+fn targets(mappings: &[PortMapping], container_ips: &[IpNetwork]) -> Vec<(PortMapping, IpNetwork)> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for m in mappings {
@@ -168,6 +172,14 @@ fn targets(mappings: &[PortMapping], container_ips: &[IpAddr]) -> Vec<(PortMappi
         }
     }
     out
+}
+
+/// 127.0.0.0/8: host-local clients, whose connections must be masqueraded to leave the host.
+fn localhost_v4() -> IpNetwork {
+    IpNetwork::V4(
+        Ipv4Network::new(Ipv4Addr::new(127, 0, 0, 0), 8)
+            .unwrap_or_else(|_| Ipv4Network::from(Ipv4Addr::LOCALHOST)),
+    )
 }
 
 /// Name of the chain holding one attachment's DNAT rules.
@@ -276,25 +288,12 @@ fn put_match(m: &mut MsgBuf, map: &PortMapping, fam: Family) {
     }
 }
 
-/// `<match> ip saddr <source> meta mark set mark | <bit>`; `prefix_bytes` compares only that
-/// many leading bytes of the source (127.0.0.0/8 is one byte).
-fn put_setmark(m: &mut MsgBuf, map: &PortMapping, source: IpAddr, prefix_bytes: u32, bit: u32) {
-    let fam = Family::of(source);
+/// `<match> ip saddr <source> meta mark set mark | <bit>`
+fn put_setmark(m: &mut MsgBuf, map: &PortMapping, source: IpNetwork, bit: u32) {
+    let fam = Family::of(source.ip());
     m.nest(attr::RULE_EXPRESSIONS, |m| {
         put_match(m, map, fam);
-        load_payload(
-            m,
-            NFT_PAYLOAD_NETWORK_HEADER,
-            NFT_REG_1,
-            fam.saddr_offset(),
-            prefix_bytes,
-        );
-        let bytes = addr_bytes(source);
-        cmp(
-            m,
-            NFT_CMP_EQ,
-            bytes.get(..prefix_bytes as usize).unwrap_or(&bytes),
-        );
+        match_prefix(m, fam, fam.saddr_offset(), subnet_of(source), NFT_CMP_EQ);
         load_meta(m, NFT_META_MARK, NFT_REG_1);
         bitwise(m, !bit, bit);
         expr(m, "meta", |m| {
@@ -450,7 +449,7 @@ impl PortmapNft {
         &mut self,
         att: &Attachment,
         mappings: &[PortMapping],
-        container_ips: &[IpAddr],
+        container_ips: &[IpNetwork],
         opts: SnatOptions,
     ) -> Result<()> {
         let chain = attachment_chain(att);
@@ -494,7 +493,7 @@ impl PortmapNft {
                         &chain,
                         format!("adding the hairpin mark rule for {map} in {chain}"),
                         |m| {
-                            put_setmark(m, map, *ip, Family::of(*ip).addr_len(), bit);
+                            put_setmark(m, map, *ip, bit);
                             m.put(attr::RULE_USERDATA, &comment_udata(&comment));
                         },
                     );
@@ -504,8 +503,7 @@ impl PortmapNft {
                             &chain,
                             format!("adding the localhost mark rule for {map} in {chain}"),
                             |m| {
-                                let lo = IpAddr::from([127, 0, 0, 0]);
-                                put_setmark(m, map, lo, 1, bit);
+                                put_setmark(m, map, localhost_v4(), bit);
                                 m.put(attr::RULE_USERDATA, &comment_udata(&comment));
                             },
                         );
@@ -514,9 +512,9 @@ impl PortmapNft {
                 push_rule(
                     &mut b,
                     &chain,
-                    format!("adding the DNAT rule {map} to {ip} in {chain}"),
+                    format!("adding the DNAT rule {map} to {} in {chain}", ip.ip()),
                     |m| {
-                        put_dnat(m, map, *ip);
+                        put_dnat(m, map, ip.ip());
                         m.put(attr::RULE_USERDATA, &comment_udata(&comment));
                     },
                 );
@@ -591,7 +589,7 @@ impl PortmapNft {
         &mut self,
         att: &Attachment,
         mappings: &[PortMapping],
-        container_ips: &[IpAddr],
+        container_ips: &[IpNetwork],
     ) -> Result<()> {
         let chain = attachment_chain(att);
         let missing = |what: String| Error::PortmapMissing {
@@ -663,8 +661,8 @@ mod tests {
 
     #[test]
     fn host_ip_family_selects_container_addresses() {
-        let v4: IpAddr = "10.0.0.2".parse().unwrap();
-        let v6: IpAddr = "fd00::2".parse().unwrap();
+        let v4: IpNetwork = "10.0.0.2/24".parse().unwrap();
+        let v6: IpNetwork = "fd00::2/64".parse().unwrap();
         let any = PortMapping {
             host_port: 80,
             container_port: 8080,

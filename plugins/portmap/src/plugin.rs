@@ -5,7 +5,7 @@ use crate::config::{Backend, PortmapConf};
 use cni_protocol::{CniError, CniResult, Plugin, Request};
 use firewall::portmap::{PortmapNft, SnatOptions};
 use firewall::Attachment;
-use std::net::IpAddr;
+use ipnetwork::IpNetwork;
 
 pub const ABOUT: &str = concat!("CNI portmap plugin v", env!("CARGO_PKG_VERSION"));
 
@@ -34,14 +34,14 @@ fn attachment(req: &Request) -> Attachment<'_> {
 }
 
 /// The first IPv4 and first IPv6 address of a sandbox interface, as the reference picks them.
-fn container_ips(prev: &CniResult) -> Vec<IpAddr> {
+fn container_ips(prev: &CniResult) -> Vec<IpNetwork> {
     let in_sandbox = |idx: Option<usize>| {
         idx.and_then(|i| prev.interfaces.get(i))
             .is_some_and(|iface| iface.sandbox.as_deref().is_some_and(|s| !s.is_empty()))
     };
-    let mut out: Vec<IpAddr> = Vec::new();
+    let mut out: Vec<IpNetwork> = Vec::new();
     for ip in &prev.ips {
-        let addr = ip.address.ip();
+        let addr = ip.address;
         if in_sandbox(ip.interface) && !out.iter().any(|a| a.is_ipv4() == addr.is_ipv4()) {
             out.push(addr);
         }
@@ -92,7 +92,7 @@ impl Plugin for Portmap {
         let att = attachment(req);
         let mut nft = PortmapNft::new().map_err(fw)?;
         nft.add(&att, &conf.mappings, &ips, opts).map_err(fw)?;
-        if conf.snat && ips.iter().any(IpAddr::is_ipv4) {
+        if conf.snat && ips.iter().any(IpNetwork::is_ipv4) {
             if let Err(e) = enable_route_localnet(&prev) {
                 // Roll back: a failed ADD leaves nothing behind.
                 let _ = nft.del(&att);
