@@ -361,6 +361,19 @@ fn gc_removes_attachments_not_listed() {
     });
 }
 
+/// Waits until no IPv6 address of the host or the pod is still tentative (duplicate address
+/// detection), so the first packets are not dropped; a safety bound, not a timing assertion.
+fn settle_v6(pod: &Netns) {
+    for _ in 0..200 {
+        let host = sh("ip -6 addr show tentative");
+        let inside = pod.sh("ip -6 addr show tentative");
+        if host.trim().is_empty() && inside.trim().is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn v6_mapping_reaches_the_pod_from_outside() {
     if !privileged() {
@@ -377,6 +390,7 @@ fn v6_mapping_reaches_the_pod_from_outside() {
         ]);
         pods.add("pod-6", &pod, &m).1.ok();
         out.sh("ip -6 route add default via 2001:db8:9::1");
+        settle_v6(&pod);
         serve(&pod, 80);
         assert_eq!(
             tcp_from(Some(&out), "[2001:db8:9::1]:8080"),
