@@ -199,14 +199,23 @@ pub(crate) fn expected_rules(
 }
 
 fn is_jump_to(line: &str, chain: &str) -> bool {
-    line.starts_with("-A POSTROUTING ") && line.ends_with(&format!(" -j {chain}"))
+    is_jump_from_to(line, "POSTROUTING", chain)
+}
+
+fn is_jump_from_to(line: &str, from: &str, chain: &str) -> bool {
+    line.starts_with(&format!("-A {from} ")) && line.ends_with(&format!(" -j {chain}"))
 }
 
 /// Restore lines deleting `chain` and every POSTROUTING jump to it, given a listing.
 fn deletion_lines(listing: &[String], chain: &str) -> Vec<String> {
+    deletion_lines_from(listing, "POSTROUTING", chain)
+}
+
+/// Restore lines deleting `chain` and every jump to it from chain `from`, given a listing.
+fn deletion_lines_from(listing: &[String], from: &str, chain: &str) -> Vec<String> {
     let mut lines: Vec<String> = listing
         .iter()
-        .filter(|l| is_jump_to(l, chain))
+        .filter(|l| is_jump_from_to(l, from, chain))
         .map(|l| format!("-D{}", &l[2..]))
         .collect();
     if listing.iter().any(|l| *l == format!("-N {chain}")) {
@@ -216,11 +225,17 @@ fn deletion_lines(listing: &[String], chain: &str) -> Vec<String> {
     lines
 }
 
-/// Remove one reference-shaped chain and its jumps with one listing and one restore.
-pub(crate) fn delete_chain(fam: IpFamily, flavor: Flavor, chain: &str, action: &str) -> Result<()> {
+/// Remove one reference-shaped nat chain and its jumps from chain `from`.
+pub(crate) fn delete_chain_from(
+    fam: IpFamily,
+    flavor: Flavor,
+    from: &str,
+    chain: &str,
+    action: &str,
+) -> Result<()> {
     let tool = Tool::new(fam, flavor);
     let listing = list_nat(action, &tool)?;
-    let lines = deletion_lines(&listing, chain);
+    let lines = deletion_lines_from(&listing, from, chain);
     if lines.is_empty() {
         return Ok(());
     }
@@ -266,10 +281,16 @@ pub(crate) fn flavors_holding(fam: IpFamily, chain: &str) -> Vec<Flavor> {
 /// runs no command when none does. Returns every failure.
 pub(crate) fn delete_attachment(att: &Attachment, action: &str) -> Vec<Error> {
     let chain = reference_iptables_chain(att.network, att.container_id);
+    delete_everywhere("POSTROUTING", &chain, action)
+}
+
+/// Remove nat chain `chain` and the jumps to it from `from` in every iptables flavour and
+/// family that may hold it. Returns every failure.
+pub(crate) fn delete_everywhere(from: &str, chain: &str, action: &str) -> Vec<Error> {
     let mut errors = Vec::new();
     for fam in IpFamily::ALL {
-        for flavor in flavors_holding(fam, &chain) {
-            if let Err(e) = delete_chain(fam, flavor, &chain, action) {
+        for flavor in flavors_holding(fam, chain) {
+            if let Err(e) = delete_chain_from(fam, flavor, from, chain, action) {
                 errors.push(e);
             }
         }

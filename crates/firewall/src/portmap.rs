@@ -641,10 +641,43 @@ impl PortmapNft {
     }
 }
 
+/// The reference portmap's iptables chain of an attachment: `CNI-DN-` + 21 hex digits of
+/// SHA-512(network ++ container id).
+pub fn reference_dnat_chain(network: &str, container_id: &str) -> String {
+    format!(
+        "CNI-DN-{}",
+        crate::naming::sha512_hex(&format!("{network}{container_id}"), 21)
+    )
+}
+
+/// Remove what the reference portmap's iptables backend made for an attachment: its
+/// `CNI-DN-<hash>` chain and the `CNI-HOSTPORT-DNAT` jumps to it, in both families and every
+/// iptables flavour holding it (no command runs when none does). The shared chains
+/// (`CNI-HOSTPORT-*`) stay, as the reference leaves them.
+pub fn remove_reference_state(network: &str, container_id: &str) -> Result<()> {
+    let chain = reference_dnat_chain(network, container_id);
+    let action = format!("removing the reference portmap chain {chain}");
+    let errors = crate::iptables::delete_everywhere("CNI-HOSTPORT-DNAT", &chain, &action);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Many(errors))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reference_chain_name_matches_observed_reference() {
+        // From /usr/lib/cni/portmap v1.1.1 run for network "refnet", container "abc".
+        assert_eq!(
+            reference_dnat_chain("refnet", "abc"),
+            "CNI-DN-03c6681062c8a10678640"
+        );
+    }
 
     #[test]
     fn keys_round_trip() {

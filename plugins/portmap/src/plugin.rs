@@ -102,10 +102,23 @@ impl Plugin for Portmap {
         Ok(prev)
     }
 
+    /// Removes our state and whatever the reference's iptables backend made for the same
+    /// attachment; tries both and reports every failure.
     fn del(&self, req: &Request) -> Result<(), CniError> {
         load(req)?;
-        let mut nft = PortmapNft::new().map_err(fw)?;
-        nft.del(&attachment(req)).map_err(fw)
+        let att = attachment(req);
+        let mut failures = Vec::new();
+        if let Err(e) = PortmapNft::new().and_then(|mut nft| nft.del(&att)) {
+            failures.push(e.to_string());
+        }
+        if let Err(e) = firewall::portmap::remove_reference_state(att.network, att.container_id) {
+            failures.push(e.to_string());
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(CniError::internal(failures.join("; ")))
+        }
     }
 
     fn check(&self, req: &Request) -> Result<(), CniError> {
