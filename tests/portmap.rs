@@ -404,5 +404,13 @@ fn v6_mapping_reaches_the_pod_from_outside() {
         assert_eq!(tcp_from(Some(&out), "192.0.2.1:8080"), "192.0.2.2");
         let rules = our_ruleset();
         assert!(rules.contains("dnat ip6 to [fd00:9::2]:80"), "{rules}");
+        // IPv6 localhost is left alone, as by the reference: nothing listens there.
+        let refused =
+            std::net::TcpStream::connect_timeout(&"[::1]:8080".parse().expect("addr"), IO_TIMEOUT);
+        assert_eq!(
+            refused.err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::ConnectionRefused),
+            "[::1]:8080 must not be mapped"
+        );
     });
 }

@@ -30,9 +30,9 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnetwork::{IpNetwork, Ipv4Network};
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
 use crate::error::{Error, Result};
 use crate::naming::{instance_hash, network_hash};
@@ -285,6 +285,11 @@ fn put_match(m: &mut MsgBuf, map: &PortMapping, fam: Family) {
             fam.addr_len(),
         );
         cmp(m, NFT_CMP_EQ, &addr_bytes(host));
+    } else if fam == Family::V6 {
+        // `ip6 daddr != ::1`: the kernel cannot route ::1-sourced traffic to a pod, so like the
+        // reference we leave IPv6 localhost alone (the client gets a refusal, not a hang).
+        let lo = IpNetwork::V6(Ipv6Network::from(Ipv6Addr::LOCALHOST));
+        match_prefix(m, fam, fam.daddr_offset(), lo, NFT_CMP_NEQ);
     }
 }
 
