@@ -195,12 +195,29 @@ fn our_ruleset() -> String {
 
 #[test]
 fn tcp_and_udp_v4_from_outside_host_localhost_and_hairpin() {
+    traffic_v4("nftables");
+}
+
+#[test]
+fn iptables_backend_tcp_and_udp_v4_from_outside_host_localhost_and_hairpin() {
+    traffic_v4("iptables");
+}
+
+/// What the backend holds for our mappings: our nftables table, or the nat table's rules.
+fn backend_state(backend: &str) -> String {
+    match backend {
+        "nftables" => our_ruleset(),
+        _ => sh("iptables -w -t nat -S") + &sh("ip6tables -w -t nat -S"),
+    }
+}
+
+fn traffic_v4(backend: &str) {
     if !privileged() {
         return;
     }
     in_sandbox(|| {
         let out = outside();
-        let pods = Pods::new(false, json!({}));
+        let pods = Pods::new(false, json!({ "backend": backend }));
         let pod = Netns::new();
         let mappings = json!([
             { "hostPort": 8080, "containerPort": 80, "protocol": "tcp" },
@@ -229,15 +246,20 @@ fn tcp_and_udp_v4_from_outside_host_localhost_and_hairpin() {
             .run(&our_plugin("bridge"))
             .ok();
         assert_eq!(tcp_from(Some(&other), "192.0.2.1:8080"), "10.9.0.1");
-        // Counters show the hits.
-        let rules = our_ruleset();
-        assert!(rules.contains("dnat ip to 10.9.0.2:80"), "{rules}");
-        assert!(!rules.contains("counter packets 0 bytes 0 dnat"), "{rules}");
+        if backend == "nftables" {
+            // Counters show the hits.
+            let rules = our_ruleset();
+            assert!(rules.contains("dnat ip to 10.9.0.2:80"), "{rules}");
+            assert!(!rules.contains("counter packets 0 bytes 0 dnat"), "{rules}");
+        }
+        pods.portmap("CHECK", "pod-a", &pod, &mappings, Some(&prev))
+            .ok();
 
         pods.portmap("DEL", "pod-a", &pod, &mappings, None).ok();
-        let rules = our_ruleset();
-        assert!(!rules.contains("pm-"), "DEL left rules behind: {rules}");
-        assert!(!rules.contains("dnat"), "{rules}");
+        let state = backend_state(backend);
+        for gone in ["pm-", "dnat", "CNI-DN-", "--to-destination"] {
+            assert!(!state.contains(gone), "DEL left {gone} behind: {state}");
+        }
         pods.portmap("DEL", "pod-a", &pod, &mappings, None).ok();
     });
 }

@@ -109,3 +109,40 @@ fn our_del_removes_what_the_reference_added() {
             .ok();
     });
 }
+
+/// `iptables -S` and `ip6tables -S` of the nat table after one ADD by `plugin`.
+fn nat_rules_after_add(plugin: &Path, conf: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    in_sandbox(|| {
+        host_bridge();
+        Call::new("ADD", "abc", conf)
+            .netns("/proc/self/ns/net")
+            .run(plugin)
+            .ok();
+        for tool in ["iptables", "ip6tables"] {
+            out.extend(
+                sh(&format!("{tool} -w -t nat -S"))
+                    .lines()
+                    .map(|l| format!("{tool} {l}")),
+            );
+        }
+    });
+    out.sort();
+    out
+}
+
+#[test]
+fn our_iptables_backend_writes_the_reference_rules() {
+    if !privileged() {
+        return;
+    }
+    let Some(reference) = reference_plugin("portmap") else {
+        return;
+    };
+    let conf = conf("1.0.0", 8080);
+    let theirs = nat_rules_after_add(&reference, &conf);
+    let mut ours_conf: Value = serde_json::from_str(&conf).expect("json");
+    ours_conf["backend"] = json!("iptables");
+    let ours = nat_rules_after_add(&our_plugin("portmap"), &ours_conf.to_string());
+    assert_eq!(ours, theirs);
+}

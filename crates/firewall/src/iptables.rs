@@ -35,7 +35,7 @@ pub(crate) enum IpFamily {
 impl IpFamily {
     const ALL: [IpFamily; 2] = [IpFamily::V4, IpFamily::V6];
 
-    fn of(addr: IpAddr) -> Self {
+    pub(crate) fn of(addr: IpAddr) -> Self {
         match addr {
             IpAddr::V4(_) => IpFamily::V4,
             IpAddr::V6(_) => IpFamily::V6,
@@ -56,7 +56,7 @@ impl IpFamily {
         }
     }
 
-    fn stem(self) -> &'static str {
+    pub(crate) fn stem(self) -> &'static str {
         match self {
             IpFamily::V4 => "iptables",
             IpFamily::V6 => "ip6tables",
@@ -76,7 +76,7 @@ pub(crate) enum Flavor {
 }
 
 /// The pair of programs for one family and flavour.
-struct Tool {
+pub(crate) struct Tool {
     list: PathBuf,
     restore: PathBuf,
 }
@@ -90,7 +90,7 @@ fn find_program(name: &str) -> Option<PathBuf> {
 }
 
 impl Tool {
-    fn new(fam: IpFamily, flavor: Flavor) -> Tool {
+    pub(crate) fn new(fam: IpFamily, flavor: Flavor) -> Tool {
         let stem = fam.stem();
         let suffix = match flavor {
             Flavor::Default => "",
@@ -140,12 +140,12 @@ fn run(action: &str, program: &Path, args: &[&str], stdin: Option<&str>) -> Resu
 }
 
 /// `iptables -t nat -S` (whole table), one rule or chain per line.
-fn list_nat(action: &str, tool: &Tool) -> Result<Vec<String>> {
+pub(crate) fn list_nat(action: &str, tool: &Tool) -> Result<Vec<String>> {
     let out = run(action, &tool.list, &["-w", "-t", "nat", "-S"], None)?;
     Ok(out.lines().map(str::to_string).collect())
 }
 
-fn restore(action: &str, tool: &Tool, lines: &[String]) -> Result<()> {
+pub(crate) fn restore(action: &str, tool: &Tool, lines: &[String]) -> Result<()> {
     let mut input = String::from("*nat\n");
     for line in lines {
         input.push_str(line);
@@ -156,7 +156,7 @@ fn restore(action: &str, tool: &Tool, lines: &[String]) -> Result<()> {
 }
 
 /// `"..."` as `iptables -S` prints a comment argument.
-fn quoted(comment: &str) -> String {
+pub(crate) fn quoted(comment: &str) -> String {
     format!("\"{}\"", escape(comment))
 }
 

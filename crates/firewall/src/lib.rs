@@ -23,6 +23,7 @@ pub mod macspoof;
 mod naming;
 pub mod nft;
 pub mod portmap;
+pub mod portmap_iptables;
 mod reference;
 
 use std::fmt;

@@ -4,6 +4,7 @@
 use crate::config::{Backend, PortmapConf};
 use cni_protocol::{CniError, CniResult, Plugin, Request};
 use firewall::portmap::{PortmapNft, SnatOptions};
+use firewall::portmap_iptables;
 use firewall::Attachment;
 use ipnetwork::IpNetwork;
 
@@ -16,13 +17,15 @@ fn fw(e: firewall::Error) -> CniError {
 }
 
 fn load(req: &Request) -> Result<PortmapConf, CniError> {
-    let conf = PortmapConf::parse(&req.stdin)?;
-    if conf.backend == Some(Backend::Iptables) {
-        return Err(CniError::invalid_config(
-            "backend \"iptables\" is not implemented by this portmap; use \"nftables\" or omit \"backend\"",
-        ));
-    }
-    Ok(conf)
+    PortmapConf::parse(&req.stdin)
+}
+
+/// The configured backend, or nftables when the kernel offers it (iptables otherwise).
+fn backend(conf: &PortmapConf) -> Backend {
+    conf.backend.unwrap_or(match firewall::detect_default() {
+        firewall::BackendKind::Nftables => Backend::Nftables,
+        firewall::BackendKind::Iptables => Backend::Iptables,
+    })
 }
 
 fn attachment(req: &Request) -> Attachment<'_> {
@@ -90,14 +93,23 @@ impl Plugin for Portmap {
             mark_bit: conf.mark_masq_bit,
         };
         let att = attachment(req);
-        let mut nft = PortmapNft::new().map_err(fw)?;
-        nft.add(&att, &conf.mappings, &ips, opts).map_err(fw)?;
-        if conf.snat && ips.iter().any(IpNetwork::is_ipv4) {
-            if let Err(e) = enable_route_localnet(&prev) {
-                // Roll back: a failed ADD leaves nothing behind.
-                let _ = nft.del(&att);
-                return Err(e);
+        let installed = match backend(&conf) {
+            Backend::Nftables => {
+                PortmapNft::new().and_then(|mut nft| nft.add(&att, &conf.mappings, &ips, opts))
             }
+            Backend::Iptables => portmap_iptables::add(&att, &conf.mappings, &ips, opts),
+        };
+        let ready = installed.map_err(fw).and_then(|()| {
+            if conf.snat && ips.iter().any(IpNetwork::is_ipv4) {
+                enable_route_localnet(&prev)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = ready {
+            // Roll back: a failed ADD leaves nothing of this attachment behind.
+            let _ = self.del(req);
+            return Err(e);
         }
         Ok(prev)
     }
@@ -108,8 +120,12 @@ impl Plugin for Portmap {
         load(req)?;
         let att = attachment(req);
         let mut failures = Vec::new();
-        if let Err(e) = PortmapNft::new().and_then(|mut nft| nft.del(&att)) {
-            failures.push(e.to_string());
+        // Our nftables state (when the kernel has nf_tables), then the iptables chain that both
+        // our iptables backend and the reference's make.
+        if firewall::detect_default() == firewall::BackendKind::Nftables {
+            if let Err(e) = PortmapNft::new().and_then(|mut nft| nft.del(&att)) {
+                failures.push(e.to_string());
+            }
         }
         if let Err(e) = firewall::portmap::remove_reference_state(att.network, att.container_id) {
             failures.push(e.to_string());
@@ -128,9 +144,20 @@ impl Plugin for Portmap {
             return Ok(());
         }
         let ips = container_ips(&prev);
-        let mut nft = PortmapNft::new().map_err(fw)?;
-        nft.check(&attachment(req), &conf.mappings, &ips)
-            .map_err(fw)
+        let att = attachment(req);
+        match backend(&conf) {
+            Backend::Nftables => {
+                PortmapNft::new().and_then(|mut nft| nft.check(&att, &conf.mappings, &ips))
+            }
+            Backend::Iptables => {
+                let opts = SnatOptions {
+                    snat: conf.snat,
+                    mark_bit: conf.mark_masq_bit,
+                };
+                portmap_iptables::check(&att, &conf.mappings, &ips, opts)
+            }
+        }
+        .map_err(fw)
     }
 
     fn gc(&self, req: &Request) -> Result<(), CniError> {
