@@ -146,3 +146,31 @@ fn our_iptables_backend_writes_the_reference_rules() {
     let ours = nat_rules_after_add(&our_plugin("portmap"), &ours_conf.to_string());
     assert_eq!(ours, theirs);
 }
+
+#[test]
+fn gc_removes_the_reference_chains_of_attachments_not_listed() {
+    with_reference(|reference| {
+        for id in ["keep", "drop"] {
+            Call::new(
+                "ADD",
+                id,
+                conf("1.0.0", if id == "keep" { 8080 } else { 8081 }),
+            )
+            .netns("/proc/self/ns/net")
+            .run(reference)
+            .ok();
+        }
+        let mut gc: Value = serde_json::from_str(&conf("1.1.0", 8080)).expect("json");
+        gc["cni.dev/valid-attachments"] = json!([{ "containerID": "keep", "ifname": "eth0" }]);
+        Call::new("GC", "", gc.to_string())
+            .unset("CNI_CONTAINERID")
+            .unset("CNI_IFNAME")
+            .unset("CNI_NETNS")
+            .run(&our_plugin("portmap"))
+            .ok();
+        let after = sh("iptables -w -t nat -S");
+        assert!(after.contains("--dports 8080"), "{after}");
+        assert!(!after.contains("--dports 8081"), "{after}");
+        assert_eq!(after.matches("-N CNI-DN-").count(), 1, "{after}");
+    });
+}

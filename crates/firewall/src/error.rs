@@ -58,6 +58,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Success when `errors` is empty, otherwise all of them as one error.
+    pub fn all(errors: Vec<Error>) -> Result<()> {
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Many(errors))
+        }
+    }
+
     /// The errno behind a kernel refusal, if that is what this is.
     pub fn errno(&self) -> Option<i32> {
         match self {

@@ -160,7 +160,7 @@ pub(crate) fn quoted(comment: &str) -> String {
     format!("\"{}\"", escape(comment))
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 

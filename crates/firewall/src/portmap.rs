@@ -662,12 +662,11 @@ pub fn reference_dnat_chain(network: &str, container_id: &str) -> String {
 pub fn remove_reference_state(network: &str, container_id: &str) -> Result<()> {
     let chain = reference_dnat_chain(network, container_id);
     let action = format!("removing the reference portmap chain {chain}");
-    let errors = crate::iptables::delete_everywhere("CNI-HOSTPORT-DNAT", &chain, &action);
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Many(errors))
-    }
+    Error::all(crate::iptables::delete_everywhere(
+        "CNI-HOSTPORT-DNAT",
+        &chain,
+        &action,
+    ))
 }
 
 #[cfg(test)]

@@ -16,7 +16,11 @@
 use ipnetwork::IpNetwork;
 
 use crate::error::{Error, Result};
-use crate::iptables::{list_nat, quoted, restore, Flavor, IpFamily, Tool};
+use std::collections::BTreeSet;
+
+use crate::iptables::{
+    delete_everywhere, escape, list_nat, quoted, restore, Flavor, IpFamily, Tool,
+};
 use crate::naming::go_quote;
 use crate::nft::expr::subnet_of;
 use crate::portmap::{reference_dnat_chain, PortMapping, Protocol, SnatOptions};
@@ -184,4 +188,65 @@ pub fn check(
         }
     }
     Ok(())
+}
+
+/// The `CNI-DN-` chains of `network` that the `CNI-HOSTPORT-DNAT` jumps in `listing` lead to,
+/// found by the jumps' `dnat name: "<network>" id: ...` comment.
+fn network_chains(listing: &[String], network: &str) -> BTreeSet<String> {
+    let marker = format!(
+        "--comment \"{}",
+        escape(&format!("dnat name: {} id: ", go_quote(network)))
+    );
+    listing
+        .iter()
+        .filter(|l| l.starts_with(&format!("-A {DNAT_CHAIN} ")) && l.contains(&marker))
+        .filter_map(|l| l.rsplit(" -j ").next())
+        .filter(|c| c.starts_with("CNI-DN-"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Remove the iptables port mappings (ours or the reference's, same shape) of every attachment
+/// of `network` that is not in `keep`.
+pub fn gc(network: &str, keep: &[Attachment]) -> Result<()> {
+    let keep: BTreeSet<String> = keep
+        .iter()
+        .filter(|a| a.network == network)
+        .map(|a| reference_dnat_chain(a.network, a.container_id))
+        .collect();
+    let action = format!("collecting iptables port mapping garbage of network {network:?}");
+    let mut stale = BTreeSet::new();
+    for fam in [IpFamily::V4, IpFamily::V6] {
+        let listing = list_nat(&action, &Tool::new(fam, Flavor::Default))?;
+        stale.extend(
+            network_chains(&listing, network)
+                .into_iter()
+                .filter(|c| !keep.contains(c)),
+        );
+    }
+    Error::all(
+        stale
+            .iter()
+            .flat_map(|chain| delete_everywhere(DNAT_CHAIN, chain, &action))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_chains_are_found_by_comment() {
+        let listing = vec![
+            "-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment \"dnat name: \\\"refnet\\\" id: \\\"abc\\\"\" -m multiport --dports 8080 -j CNI-DN-03c6681062c8a10678640".to_string(),
+            "-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment \"dnat name: \\\"other\\\" id: \\\"abc\\\"\" -m multiport --dports 8081 -j CNI-DN-ffffffffffffffffffff0".to_string(),
+        ];
+        let found = network_chains(&listing, "refnet");
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            vec!["CNI-DN-03c6681062c8a10678640".to_string()]
+        );
+    }
 }

@@ -77,6 +77,14 @@ fn enable_route_localnet(prev: &CniResult) -> Result<(), CniError> {
     Ok(())
 }
 
+fn joined(failures: Vec<String>) -> Result<(), CniError> {
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::internal(failures.join("; ")))
+    }
+}
+
 impl Plugin for Portmap {
     fn add(&self, req: &Request) -> Result<CniResult, CniError> {
         let conf = load(req)?;
@@ -130,11 +138,7 @@ impl Plugin for Portmap {
         if let Err(e) = firewall::portmap::remove_reference_state(att.network, att.container_id) {
             failures.push(e.to_string());
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(CniError::internal(failures.join("; ")))
-        }
+        joined(failures)
     }
 
     fn check(&self, req: &Request) -> Result<(), CniError> {
@@ -174,8 +178,17 @@ impl Plugin for Portmap {
                 ifname: &v.ifname,
             })
             .collect();
-        let mut nft = PortmapNft::new().map_err(fw)?;
-        nft.gc(&req.config.name, &keep).map_err(fw)
+        // Both backends (a network may have switched) and the reference's iptables chains.
+        let mut failures = Vec::new();
+        if firewall::detect_default() == firewall::BackendKind::Nftables {
+            if let Err(e) = PortmapNft::new().and_then(|mut nft| nft.gc(&req.config.name, &keep)) {
+                failures.push(e.to_string());
+            }
+        }
+        if let Err(e) = portmap_iptables::gc(&req.config.name, &keep) {
+            failures.push(e.to_string());
+        }
+        joined(failures)
     }
 
     fn status(&self, req: &Request) -> Result<(), CniError> {
