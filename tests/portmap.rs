@@ -436,3 +436,38 @@ fn v6_mapping_reaches_the_pod_from_outside() {
         );
     });
 }
+
+/// The reference's nftables backend (not in the installed reference version) keeps rules
+/// commented with the container ID in `ip`/`ip6` tables `cni_hostport`; our DEL removes exactly
+/// that container's.
+#[test]
+fn del_removes_the_reference_nftables_rules_of_the_container() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let ruleset = r#"
+table ip cni_hostport {
+    chain hostports { tcp dport 8080 dnat to 10.7.0.2:80 comment "abc"; tcp dport 9090 dnat to 10.7.0.3:80 comment "other"; }
+    chain hostip_hostports { ip daddr 192.0.2.1 tcp dport 8081 dnat to 10.7.0.2:80 comment "abc"; }
+    chain prerouting { type nat hook prerouting priority dstnat; jump hostip_hostports; jump hostports; }
+    chain masquerading { type nat hook postrouting priority srcnat; ip saddr 10.7.0.2 ip daddr 10.7.0.2 masquerade comment "abc"; }
+}
+table ip6 cni_hostport {
+    chain hostports { tcp dport 8080 dnat to [fd00:7::2]:80 comment "abc"; }
+    chain prerouting { type nat hook prerouting priority dstnat; jump hostports; }
+}
+"#;
+        let file = tempfile::NamedTempFile::new().expect("tempfile");
+        std::fs::write(file.path(), ruleset).expect("write ruleset");
+        sh(&format!("nft -f {}", file.path().display()));
+        let pods = Pods::new(false, json!({}));
+        let pod = Netns::new();
+        let m = json!([{ "hostPort": 8080, "containerPort": 80 }]);
+        pods.portmap("DEL", "abc", &pod, &m, None).ok();
+        let after = sh("nft list table ip cni_hostport") + &sh("nft list table ip6 cni_hostport");
+        assert!(!after.contains("\"abc\""), "{after}");
+        assert!(after.contains("\"other\""), "{after}");
+        pods.portmap("DEL", "abc", &pod, &m, None).ok();
+    });
+}

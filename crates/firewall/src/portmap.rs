@@ -41,7 +41,9 @@ use crate::nft::expr::{
 };
 use crate::nft::expr::{NFT_CMP_EQ, NFT_CMP_NEQ, NFT_REG_1, NFT_REG_VERDICT};
 use crate::nft::socket::{Batch, NfSocket};
-use crate::nft::wire::{attr, MsgBuf, MsgType, NFPROTO_INET, NLM_F_APPEND, NLM_F_CREATE};
+use crate::nft::wire::{
+    attr, MsgBuf, MsgType, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NLM_F_APPEND, NLM_F_CREATE,
+};
 use crate::nft::{
     push_delete_chain_in, push_flush_chain_in, push_new_chain_in, push_new_verdict_map,
     rule_comment,
@@ -662,12 +664,28 @@ pub fn reference_dnat_chain(network: &str, container_id: &str) -> String {
 pub fn remove_reference_state(network: &str, container_id: &str) -> Result<()> {
     let chain = reference_dnat_chain(network, container_id);
     let action = format!("removing the reference portmap chain {chain}");
-    Error::all(crate::iptables::delete_everywhere(
-        "CNI-HOSTPORT-DNAT",
-        &chain,
-        &action,
-    ))
+    let mut errors = crate::iptables::delete_everywhere("CNI-HOSTPORT-DNAT", &chain, &action);
+    // The reference's nftables backend: rules commented with the container ID in tables
+    // `ip cni_hostport` and `ip6 cni_hostport`.
+    for family in [NFPROTO_IPV4, NFPROTO_IPV6] {
+        let result = crate::reference::delete_commented_rules(
+            &format!("removing the reference portmap rules of container {container_id:?}"),
+            family,
+            REFERENCE_NFT_TABLE,
+            &REFERENCE_NFT_CHAINS,
+            |comment| comment == container_id.as_bytes(),
+        );
+        if let Err(e) = result {
+            errors.push(e);
+        }
+    }
+    Error::all(errors)
 }
+
+/// The reference nftables backend's table (in families `ip` and `ip6`) and its chains holding
+/// per-container rules.
+pub const REFERENCE_NFT_TABLE: &str = "cni_hostport";
+const REFERENCE_NFT_CHAINS: [&str; 3] = ["hostports", "hostip_hostports", "masquerading"];
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
