@@ -40,6 +40,14 @@ pub enum Error {
     #[error("macspoofchk state for {attachment}: {what}")]
     SpoofCheckMissing { attachment: String, what: String },
 
+    /// CHECK found the port mapping state incomplete; the message names what is missing.
+    #[error("port mapping state for {attachment}: {what}")]
+    PortmapMissing { attachment: String, what: String },
+
+    /// A host port is already mapped by another attachment.
+    #[error("host port {port} is already mapped by {owner}")]
+    PortConflict { port: String, owner: String },
+
     /// An argument cannot be expressed in nftables (e.g. an interface name over 15 bytes).
     #[error("{action}: {detail}")]
     Invalid { action: String, detail: String },
@@ -50,6 +58,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Success when `errors` is empty, otherwise all of them as one error.
+    pub fn all(errors: Vec<Error>) -> Result<()> {
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Many(errors))
+        }
+    }
+
     /// The errno behind a kernel refusal, if that is what this is.
     pub fn errno(&self) -> Option<i32> {
         match self {

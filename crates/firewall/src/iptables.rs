@@ -35,7 +35,7 @@ pub(crate) enum IpFamily {
 impl IpFamily {
     const ALL: [IpFamily; 2] = [IpFamily::V4, IpFamily::V6];
 
-    fn of(addr: IpAddr) -> Self {
+    pub(crate) fn of(addr: IpAddr) -> Self {
         match addr {
             IpAddr::V4(_) => IpFamily::V4,
             IpAddr::V6(_) => IpFamily::V6,
@@ -56,7 +56,7 @@ impl IpFamily {
         }
     }
 
-    fn stem(self) -> &'static str {
+    pub(crate) fn stem(self) -> &'static str {
         match self {
             IpFamily::V4 => "iptables",
             IpFamily::V6 => "ip6tables",
@@ -76,7 +76,7 @@ pub(crate) enum Flavor {
 }
 
 /// The pair of programs for one family and flavour.
-struct Tool {
+pub(crate) struct Tool {
     list: PathBuf,
     restore: PathBuf,
 }
@@ -90,7 +90,7 @@ fn find_program(name: &str) -> Option<PathBuf> {
 }
 
 impl Tool {
-    fn new(fam: IpFamily, flavor: Flavor) -> Tool {
+    pub(crate) fn new(fam: IpFamily, flavor: Flavor) -> Tool {
         let stem = fam.stem();
         let suffix = match flavor {
             Flavor::Default => "",
@@ -140,12 +140,12 @@ fn run(action: &str, program: &Path, args: &[&str], stdin: Option<&str>) -> Resu
 }
 
 /// `iptables -t nat -S` (whole table), one rule or chain per line.
-fn list_nat(action: &str, tool: &Tool) -> Result<Vec<String>> {
+pub(crate) fn list_nat(action: &str, tool: &Tool) -> Result<Vec<String>> {
     let out = run(action, &tool.list, &["-w", "-t", "nat", "-S"], None)?;
     Ok(out.lines().map(str::to_string).collect())
 }
 
-fn restore(action: &str, tool: &Tool, lines: &[String]) -> Result<()> {
+pub(crate) fn restore(action: &str, tool: &Tool, lines: &[String]) -> Result<()> {
     let mut input = String::from("*nat\n");
     for line in lines {
         input.push_str(line);
@@ -156,11 +156,11 @@ fn restore(action: &str, tool: &Tool, lines: &[String]) -> Result<()> {
 }
 
 /// `"..."` as `iptables -S` prints a comment argument.
-fn quoted(comment: &str) -> String {
+pub(crate) fn quoted(comment: &str) -> String {
     format!("\"{}\"", escape(comment))
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
@@ -199,14 +199,23 @@ pub(crate) fn expected_rules(
 }
 
 fn is_jump_to(line: &str, chain: &str) -> bool {
-    line.starts_with("-A POSTROUTING ") && line.ends_with(&format!(" -j {chain}"))
+    is_jump_from_to(line, "POSTROUTING", chain)
+}
+
+fn is_jump_from_to(line: &str, from: &str, chain: &str) -> bool {
+    line.starts_with(&format!("-A {from} ")) && line.ends_with(&format!(" -j {chain}"))
 }
 
 /// Restore lines deleting `chain` and every POSTROUTING jump to it, given a listing.
 fn deletion_lines(listing: &[String], chain: &str) -> Vec<String> {
+    deletion_lines_from(listing, "POSTROUTING", chain)
+}
+
+/// Restore lines deleting `chain` and every jump to it from chain `from`, given a listing.
+fn deletion_lines_from(listing: &[String], from: &str, chain: &str) -> Vec<String> {
     let mut lines: Vec<String> = listing
         .iter()
-        .filter(|l| is_jump_to(l, chain))
+        .filter(|l| is_jump_from_to(l, from, chain))
         .map(|l| format!("-D{}", &l[2..]))
         .collect();
     if listing.iter().any(|l| *l == format!("-N {chain}")) {
@@ -216,11 +225,17 @@ fn deletion_lines(listing: &[String], chain: &str) -> Vec<String> {
     lines
 }
 
-/// Remove one reference-shaped chain and its jumps with one listing and one restore.
-pub(crate) fn delete_chain(fam: IpFamily, flavor: Flavor, chain: &str, action: &str) -> Result<()> {
+/// Remove one reference-shaped nat chain and its jumps from chain `from`.
+pub(crate) fn delete_chain_from(
+    fam: IpFamily,
+    flavor: Flavor,
+    from: &str,
+    chain: &str,
+    action: &str,
+) -> Result<()> {
     let tool = Tool::new(fam, flavor);
     let listing = list_nat(action, &tool)?;
-    let lines = deletion_lines(&listing, chain);
+    let lines = deletion_lines_from(&listing, from, chain);
     if lines.is_empty() {
         return Ok(());
     }
@@ -266,10 +281,16 @@ pub(crate) fn flavors_holding(fam: IpFamily, chain: &str) -> Vec<Flavor> {
 /// runs no command when none does. Returns every failure.
 pub(crate) fn delete_attachment(att: &Attachment, action: &str) -> Vec<Error> {
     let chain = reference_iptables_chain(att.network, att.container_id);
+    delete_everywhere("POSTROUTING", &chain, action)
+}
+
+/// Remove nat chain `chain` and the jumps to it from `from` in every iptables flavour and
+/// family that may hold it. Returns every failure.
+pub(crate) fn delete_everywhere(from: &str, chain: &str, action: &str) -> Vec<Error> {
     let mut errors = Vec::new();
     for fam in IpFamily::ALL {
-        for flavor in flavors_holding(fam, &chain) {
-            if let Err(e) = delete_chain(fam, flavor, &chain, action) {
+        for flavor in flavors_holding(fam, chain) {
+            if let Err(e) = delete_chain_from(fam, flavor, from, chain, action) {
                 errors.push(e);
             }
         }

@@ -22,6 +22,8 @@ pub mod iptables;
 pub mod macspoof;
 mod naming;
 pub mod nft;
+pub mod portmap;
+pub mod portmap_iptables;
 mod reference;
 
 use std::fmt;

@@ -408,15 +408,7 @@ fn element_target(sock: &mut NfSocket, port: &str) -> Result<Option<String>> {
 
 /// Every element of the ports map: (port, chain it jumps to). Only DEL's fallback uses it.
 fn all_elements(sock: &mut NfSocket) -> Result<Vec<(String, Option<String>)>> {
-    let action = format!("listing map bridge {TABLE} {PORTS_MAP}");
-    let mut out = Vec::new();
-    for reply in sock.dump(&action, MsgType::GetSetElem, NFPROTO_BRIDGE, |m| {
-        m.put_str(attr::SET_ELEM_LIST_TABLE, TABLE);
-        m.put_str(attr::SET_ELEM_LIST_SET, PORTS_MAP);
-    })? {
-        out.extend(parse_verdict_elements(&reply, ifname_from_key));
-    }
-    Ok(out)
+    sock.map_elements(NFPROTO_BRIDGE, TABLE, PORTS_MAP, ifname_from_key)
 }
 
 fn put_key(m: &mut MsgBuf, key: &[u8; IFNAMSIZ]) {

@@ -104,42 +104,62 @@ fn iptables_flavors_in_use(fam: IpFamily) -> Vec<Flavor> {
 
 /// Delete the rules of the reference's `masq_checks` chain whose comment `doomed` selects.
 fn delete_reference_rules(action: &str, doomed: impl Fn(&[u8]) -> bool) -> Result<()> {
+    delete_commented_rules(
+        action,
+        NFPROTO_INET,
+        REFERENCE_TABLE,
+        &[REFERENCE_CHAIN],
+        doomed,
+    )
+}
+
+/// Delete the rules of `chains` in `table` (of nf `family`) whose comment `doomed` selects, in
+/// one transaction; a missing table or chain is nothing to do.
+pub(crate) fn delete_commented_rules(
+    action: &str,
+    family: u8,
+    table: &str,
+    chains: &[&str],
+    doomed: impl Fn(&[u8]) -> bool,
+) -> Result<()> {
     let mut sock = NfSocket::open()?;
     let table_exists = sock
-        .get(action, MsgType::GetTable, NFPROTO_INET, |m| {
-            m.put_str(attr::TABLE_NAME, REFERENCE_TABLE)
+        .get(action, MsgType::GetTable, family, |m| {
+            m.put_str(attr::TABLE_NAME, table)
         })?
         .is_some();
     if !table_exists {
         return Ok(());
     }
     sock.transact(action, |sock, genid| {
-        let Some(rules) = sock.chain_rules(NFPROTO_INET, REFERENCE_TABLE, REFERENCE_CHAIN)? else {
-            return Ok(None);
-        };
         let mut batch = sock.batch(Some(genid));
-        for rule in rules
-            .iter()
-            .filter(|r| r.comment.as_deref().is_some_and(&doomed))
-        {
-            push_delete_rule(&mut batch, rule);
+        for chain in chains {
+            let Some(rules) = sock.chain_rules(family, table, chain)? else {
+                continue;
+            };
+            for rule in rules
+                .iter()
+                .filter(|r| r.comment.as_deref().is_some_and(&doomed))
+            {
+                push_delete_rule(&mut batch, family, table, chain, rule);
+            }
         }
         Ok((!batch.is_empty()).then_some(batch))
     })
 }
 
-fn push_delete_rule(batch: &mut Batch, rule: &ObservedRule) {
+fn push_delete_rule(batch: &mut Batch, family: u8, table: &str, chain: &str, rule: &ObservedRule) {
     batch.push(
         MsgType::DelRule,
         0,
-        NFPROTO_INET,
+        family,
         format!(
-            "deleting rule handle {} of chain inet {REFERENCE_TABLE} {REFERENCE_CHAIN}",
+            "deleting rule handle {} of chain {table} {chain}",
             rule.handle
         ),
         |m| {
-            m.put_str(attr::RULE_TABLE, REFERENCE_TABLE);
-            m.put_str(attr::RULE_CHAIN, REFERENCE_CHAIN);
+            m.put_str(attr::RULE_TABLE, table);
+            m.put_str(attr::RULE_CHAIN, chain);
             m.put_be64(attr::RULE_HANDLE, rule.handle);
         },
     );

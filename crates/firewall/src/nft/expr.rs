@@ -38,7 +38,7 @@ impl Family {
         }
     }
 
-    fn nfproto(self) -> u8 {
+    pub(crate) fn nfproto(self) -> u8 {
         match self {
             Family::V4 => NFPROTO_IPV4,
             Family::V6 => NFPROTO_IPV6,
@@ -52,14 +52,14 @@ impl Family {
         }
     }
 
-    fn saddr_offset(self) -> u32 {
+    pub(crate) fn saddr_offset(self) -> u32 {
         match self {
             Family::V4 => 12,
             Family::V6 => 8,
         }
     }
 
-    fn daddr_offset(self) -> u32 {
+    pub(crate) fn daddr_offset(self) -> u32 {
         match self {
             Family::V4 => 16,
             Family::V6 => 24,
@@ -121,7 +121,7 @@ fn payload(m: &mut MsgBuf, offset: u32, len: u32) {
 }
 
 /// `meta nfproto ipv4|ipv6`: an inet chain sees both families.
-fn match_family(m: &mut MsgBuf, fam: Family) {
+pub(crate) fn match_family(m: &mut MsgBuf, fam: Family) {
     expr(m, "meta", |m| {
         m.put_be32(attr::META_DREG, NFT_REG_1);
         m.put_be32(attr::META_KEY, NFT_META_NFPROTO);
@@ -129,22 +129,24 @@ fn match_family(m: &mut MsgBuf, fam: Family) {
     cmp(m, NFT_CMP_EQ, &[fam.nfproto()]);
 }
 
-/// `ip daddr != <net>` (or `ip6 daddr`), encoded the way `nft` encodes it: a byte-aligned
-/// prefix loads only the prefix bytes; other prefixes mask the whole address.
+/// `ip daddr != <net>` (or `ip6 daddr`).
 fn daddr_not_in(m: &mut MsgBuf, fam: Family, net: IpNetwork) {
+    match_prefix(m, fam, fam.daddr_offset(), net, NFT_CMP_NEQ);
+}
+
+/// Compare the address at `offset` of the network header with `net` (`op`: equal or not),
+/// encoded the way `nft` encodes it: a byte-aligned prefix loads only the prefix bytes; other
+/// prefixes mask the whole address.
+pub(crate) fn match_prefix(m: &mut MsgBuf, fam: Family, offset: u32, net: IpNetwork, op: u32) {
     let prefix = u32::from(net.prefix());
     let network = addr_bytes(net.network());
     if prefix % 8 == 0 && prefix > 0 {
         let len = prefix / 8;
-        payload(m, fam.daddr_offset(), len);
-        cmp(
-            m,
-            NFT_CMP_NEQ,
-            network.get(..len as usize).unwrap_or(&network),
-        );
+        payload(m, offset, len);
+        cmp(m, op, network.get(..len as usize).unwrap_or(&network));
         return;
     }
-    payload(m, fam.daddr_offset(), fam.addr_len());
+    payload(m, offset, fam.addr_len());
     let mask = addr_bytes(net.mask());
     expr(m, "bitwise", |m| {
         m.put_be32(attr::BITWISE_SREG, NFT_REG_1);
@@ -155,7 +157,7 @@ fn daddr_not_in(m: &mut MsgBuf, fam: Family, net: IpNetwork) {
             m.put(attr::DATA_VALUE, &vec![0u8; mask.len()])
         });
     });
-    cmp(m, NFT_CMP_NEQ, &network);
+    cmp(m, op, &network);
 }
 
 /// Expressions of `ip saddr vmap @<map>`.

@@ -56,12 +56,12 @@ pub const MAP_V6: &str = "pods_ipv6";
 /// Prefix of the per-attachment chains: `masq-<H(network)>-<H(ifname:containerID)>`.
 pub const CHAIN_PREFIX: &str = "masq-";
 
-const NF_INET_POST_ROUTING: u32 = 4;
-const NF_IP_PRI_NAT_SRC: i32 = 100;
-const NF_ACCEPT: u32 = 1;
-const NFT_JUMP: i32 = -3;
-const NFT_SET_MAP: u32 = 0x8;
-const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
+pub(crate) const NF_INET_POST_ROUTING: u32 = 4;
+pub(crate) const NF_IP_PRI_NAT_SRC: i32 = 100;
+pub(crate) const NF_ACCEPT: u32 = 1;
+pub(crate) const NFT_JUMP: i32 = -3;
+pub(crate) const NFT_SET_MAP: u32 = 0x8;
+pub(crate) const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
 /// `nft`'s data type ids, so `nft list` prints `ipv4_addr`/`ipv6_addr`.
 const NFT_TYPE_IPADDR: u32 = 7;
 const NFT_TYPE_IP6ADDR: u32 = 8;
@@ -81,7 +81,7 @@ fn chain_prefix_for_network(network: &str) -> String {
 /// is: `net: <network>, if: <ifname>, id: <containerID>` (the readable part of the reference's
 /// nftables comment). `nft` prints comments without escaping, so `"` is dropped to keep its
 /// output loadable with `nft -f`.
-fn rule_comment(att: &Attachment) -> String {
+pub(crate) fn rule_comment(att: &Attachment) -> String {
     let strip = |s: &str| s.replace('"', "");
     format!(
         "net: {}, if: {}, id: {}",
@@ -200,6 +200,25 @@ impl NfSocket {
         Ok(out)
     }
 
+    /// Every element of a verdict map: (key decoded by `key`, chain it jumps to).
+    pub(crate) fn map_elements<K>(
+        &mut self,
+        family: u8,
+        table: &str,
+        map: &str,
+        key: impl Fn(&[u8]) -> Option<K>,
+    ) -> Result<Vec<(K, Option<String>)>> {
+        let action = format!("listing map {table} {map}");
+        let mut out = Vec::new();
+        for reply in self.dump(&action, MsgType::GetSetElem, family, |m| {
+            m.put_str(attr::SET_ELEM_LIST_TABLE, table);
+            m.put_str(attr::SET_ELEM_LIST_SET, map);
+        })? {
+            out.extend(parse_verdict_elements(&reply, &key));
+        }
+        Ok(out)
+    }
+
     /// Names of all chains of our table.
     fn table_chains(&mut self) -> Result<Vec<String>> {
         let action = format!("listing the chains of inet {TABLE}");
@@ -264,28 +283,87 @@ fn push_delete_element(b: &mut Batch, addr: IpAddr) {
     );
 }
 
-fn push_delete_chain(b: &mut Batch, chain: &str) {
+pub(crate) fn push_delete_chain_in(b: &mut Batch, table: &str, chain: &str) {
     b.push(
         MsgType::DelChain,
         0,
         NFPROTO_INET,
-        format!("deleting chain inet {TABLE} {chain}"),
+        format!("deleting chain inet {table} {chain}"),
         |m| {
-            m.put_str(attr::CHAIN_TABLE, TABLE);
+            m.put_str(attr::CHAIN_TABLE, table);
             m.put_str(attr::CHAIN_NAME, chain);
         },
     );
 }
 
+fn push_delete_chain(b: &mut Batch, chain: &str) {
+    push_delete_chain_in(b, TABLE, chain);
+}
+
 fn push_flush_chain(b: &mut Batch, chain: &str) {
+    push_flush_chain_in(b, TABLE, chain);
+}
+
+/// Remove every rule of an inet chain.
+pub(crate) fn push_flush_chain_in(b: &mut Batch, table: &str, chain: &str) {
     b.push(
         MsgType::DelRule,
         0,
         NFPROTO_INET,
-        format!("flushing chain inet {TABLE} {chain}"),
+        format!("flushing chain inet {table} {chain}"),
         |m| {
-            m.put_str(attr::RULE_TABLE, TABLE);
+            m.put_str(attr::RULE_TABLE, table);
             m.put_str(attr::RULE_CHAIN, chain);
+        },
+    );
+}
+
+/// Create (if missing) an inet chain; with `hook` = (hook number, priority) a `nat` base chain
+/// with policy accept.
+pub(crate) fn push_new_chain_in(b: &mut Batch, table: &str, chain: &str, hook: Option<(u32, i32)>) {
+    b.push(
+        MsgType::NewChain,
+        NLM_F_CREATE,
+        NFPROTO_INET,
+        format!("creating chain inet {table} {chain}"),
+        |m| {
+            m.put_str(attr::CHAIN_TABLE, table);
+            m.put_str(attr::CHAIN_NAME, chain);
+            if let Some((hooknum, priority)) = hook {
+                m.nest(attr::CHAIN_HOOK, |m| {
+                    m.put_be32(attr::HOOK_HOOKNUM, hooknum);
+                    m.put_be32(attr::HOOK_PRIORITY, priority as u32);
+                });
+                m.put_be32(attr::CHAIN_POLICY, NF_ACCEPT);
+                m.put_str(attr::CHAIN_TYPE, "nat");
+            }
+        },
+    );
+}
+
+/// Create (if missing) a verdict map keyed by `key` = (nft data type, length in bytes).
+/// `set_id` names it within the transaction only, as the kernel requires.
+pub(crate) fn push_new_verdict_map(
+    b: &mut Batch,
+    family: u8,
+    table: &str,
+    map: &str,
+    key: (u32, u32),
+    set_id: u32,
+) {
+    b.push(
+        MsgType::NewSet,
+        NLM_F_CREATE,
+        family,
+        format!("creating map {table} {map}"),
+        |m| {
+            m.put_str(attr::SET_TABLE, table);
+            m.put_str(attr::SET_NAME, map);
+            m.put_be32(attr::SET_FLAGS, NFT_SET_MAP);
+            m.put_be32(attr::SET_KEY_TYPE, key.0);
+            m.put_be32(attr::SET_KEY_LEN, key.1);
+            m.put_be32(attr::SET_DATA_TYPE, NFT_DATA_VERDICT);
+            m.put_be32(attr::SET_ID, set_id);
         },
     );
 }
@@ -303,38 +381,13 @@ fn push_skeleton(b: &mut Batch) {
         (1, MAP_V4, NFT_TYPE_IPADDR, 4),
         (2, MAP_V6, NFT_TYPE_IP6ADDR, 16),
     ] {
-        b.push(
-            MsgType::NewSet,
-            NLM_F_CREATE,
-            NFPROTO_INET,
-            format!("creating map inet {TABLE} {map}"),
-            |m| {
-                m.put_str(attr::SET_TABLE, TABLE);
-                m.put_str(attr::SET_NAME, map);
-                m.put_be32(attr::SET_FLAGS, NFT_SET_MAP);
-                m.put_be32(attr::SET_KEY_TYPE, key_type);
-                m.put_be32(attr::SET_KEY_LEN, key_len);
-                m.put_be32(attr::SET_DATA_TYPE, NFT_DATA_VERDICT);
-                // Required by the kernel; names the set within this transaction only.
-                m.put_be32(attr::SET_ID, set_id);
-            },
-        );
+        push_new_verdict_map(b, NFPROTO_INET, TABLE, map, (key_type, key_len), set_id);
     }
-    b.push(
-        MsgType::NewChain,
-        NLM_F_CREATE,
-        NFPROTO_INET,
-        format!("creating base chain inet {TABLE} {BASE_CHAIN}"),
-        |m| {
-            m.put_str(attr::CHAIN_TABLE, TABLE);
-            m.put_str(attr::CHAIN_NAME, BASE_CHAIN);
-            m.nest(attr::CHAIN_HOOK, |m| {
-                m.put_be32(attr::HOOK_HOOKNUM, NF_INET_POST_ROUTING);
-                m.put_be32(attr::HOOK_PRIORITY, NF_IP_PRI_NAT_SRC as u32);
-            });
-            m.put_be32(attr::CHAIN_POLICY, NF_ACCEPT);
-            m.put_str(attr::CHAIN_TYPE, "nat");
-        },
+    push_new_chain_in(
+        b,
+        TABLE,
+        BASE_CHAIN,
+        Some((NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC)),
     );
     // Rewriting the two dispatch rules each time keeps ADD idempotent and repairs them.
     push_flush_chain(b, BASE_CHAIN);
@@ -404,16 +457,7 @@ impl MasqueradeBackend for NftablesBackend {
             if !skeleton_intact(sock)? {
                 push_skeleton(&mut b);
             }
-            b.push(
-                MsgType::NewChain,
-                NLM_F_CREATE,
-                NFPROTO_INET,
-                format!("creating chain inet {TABLE} {chain}"),
-                |m| {
-                    m.put_str(attr::CHAIN_TABLE, TABLE);
-                    m.put_str(attr::CHAIN_NAME, &chain);
-                },
-            );
+            push_new_chain_in(&mut b, TABLE, &chain, None);
             push_flush_chain(&mut b, &chain);
             for address in &addresses {
                 b.push(

@@ -1,0 +1,734 @@
+//! Host port mappings (the `portmap` plugin's DNAT) in native nftables, over netlink.
+//!
+//! Layout (table `inet cni_portmap_rs`, see [`TABLE`]):
+//! ```text
+//! table inet cni_portmap_rs {
+//!     map ports { type inet_proto . inet_service : verdict;
+//!                 elements = { tcp . 8080 : jump pm-<H(net)>-<H(if:cid)> } }
+//!     chain prerouting { type nat hook prerouting priority dstnat;
+//!                        fib daddr type local meta l4proto . th dport vmap @ports }
+//!     chain output     { type nat hook output priority -100;
+//!                        fib daddr type local meta l4proto . th dport vmap @ports }
+//!     chain postrouting { type nat hook postrouting priority srcnat;
+//!                         meta mark & 0x2000 != 0 counter masquerade }
+//!     chain pm-d23676b4f2d9fe04-e65086f8a75535c6 {
+//!         meta nfproto ipv4 meta l4proto tcp th dport 8080 ip saddr 10.1.0.5 meta mark set mark | 0x2000
+//!         meta nfproto ipv4 meta l4proto tcp th dport 8080 ip saddr 127.0.0.0/8 meta mark set mark | 0x2000
+//!         meta nfproto ipv4 meta l4proto tcp th dport 8080 counter dnat ip to 10.1.0.5:80
+//!     }
+//! }
+//! ```
+//! - One chain per attachment (same name hashes as the masquerade chains), reached through one
+//!   hash lookup on (protocol, host port): ADD, DEL and CHECK touch only this attachment's
+//!   objects, whatever the number of pods.
+//! - A (protocol, host port) belongs to one attachment: a second attachment claiming it is
+//!   refused, naming the owner. Mappings of the same port to different `hostIP`s by different
+//!   attachments are therefore refused too (the reference accepts them).
+//! - Hairpin (a pod reaching itself through its host port) and host-local traffic from
+//!   127.0.0.0/8 are marked before DNAT and masqueraded in `postrouting`, like the reference's
+//!   `CNI-HOSTPORT-SETMARK`/`CNI-HOSTPORT-MASQ` chains.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
+
+use crate::error::{Error, Result};
+use crate::naming::{instance_hash, network_hash};
+use crate::nft::expr::{
+    addr_bytes, cmp, comment_udata, expr, match_family, match_prefix, subnet_of, Family,
+};
+use crate::nft::expr::{NFT_CMP_EQ, NFT_CMP_NEQ, NFT_REG_1, NFT_REG_VERDICT};
+use crate::nft::socket::{Batch, NfSocket};
+use crate::nft::wire::{
+    attr, MsgBuf, MsgType, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NLM_F_APPEND, NLM_F_CREATE,
+};
+use crate::nft::{
+    push_delete_chain_in, push_flush_chain_in, push_new_chain_in, push_new_verdict_map,
+    rule_comment,
+};
+use crate::nft::{NFT_JUMP, NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC};
+use crate::Attachment;
+
+/// Our table; `_rs` keeps it apart from the reference's `cni_hostport`.
+pub const TABLE: &str = "cni_portmap_rs";
+/// Verdict map from (l4 protocol, host port) to the owning attachment's chain.
+pub const MAP: &str = "ports";
+/// Prefix of the per-attachment chains: `pm-<H(network)>-<H(ifname:containerID)>`.
+pub const CHAIN_PREFIX: &str = "pm-";
+
+const NF_INET_PRE_ROUTING: u32 = 0;
+const NF_INET_LOCAL_OUT: u32 = 3;
+const NF_IP_PRI_NAT_DST: i32 = -100;
+/// `inet_proto . inet_service`, so `nft list` prints the key type.
+const NFT_TYPE_PROTO_SERVICE: u32 = (12 << 6) | 13;
+/// The 32-bit registers a concatenation is loaded into.
+const NFT_REG32_00: u32 = 8;
+const NFT_REG32_01: u32 = 9;
+const NFT_REG_2: u32 = 2;
+const NFT_META_MARK: u32 = 3;
+const NFT_META_L4PROTO: u32 = 16;
+const NFTA_META_SREG: u16 = 3;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+const NFTA_FIB_DREG: u16 = 1;
+const NFTA_FIB_RESULT: u16 = 2;
+const NFTA_FIB_FLAGS: u16 = 3;
+const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+const RTN_LOCAL: u32 = 2;
+const NFTA_NAT_TYPE: u16 = 1;
+const NFTA_NAT_FAMILY: u16 = 2;
+const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
+const NFTA_NAT_REG_PROTO_MIN: u16 = 5;
+const NFT_NAT_DNAT: u32 = 1;
+
+/// A key of the ports map: protocol and host port.
+type PortKey = (Protocol, u16);
+
+/// Transport protocol of a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    /// Case-insensitive `tcp`/`udp`/`sctp`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            "sctp" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+
+    fn from_number(n: u8) -> Option<Self> {
+        [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
+            .into_iter()
+            .find(|p| p.number() == n)
+    }
+}
+
+/// One `runtimeConfig.portMappings` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+    /// Only traffic to this host address is mapped; any local address when `None`.
+    pub host_ip: Option<IpAddr>,
+}
+
+impl fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host_ip {
+            Some(ip) => write!(f, "{}/{ip}:{}", self.protocol.name(), self.host_port)?,
+            None => write!(f, "{}/{}", self.protocol.name(), self.host_port)?,
+        }
+        write!(f, " -> {}", self.container_port)
+    }
+}
+
+/// How mapped traffic is masqueraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnatOptions {
+    /// Masquerade hairpin and 127.0.0.0/8-sourced traffic (`snat`).
+    pub snat: bool,
+    /// The packet mark bit used to flag traffic for masquerade (`markMasqBit`, 0..=31).
+    pub mark_bit: u8,
+}
+
+/// One DNAT rule: a mapping towards one container address of the same family.
+fn targets(mappings: &[PortMapping], container_ips: &[IpNetwork]) -> Vec<(PortMapping, IpNetwork)> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for m in mappings {
+        for ip in container_ips {
+            let same_family = match m.host_ip {
+                Some(h) => h.is_ipv4() == ip.is_ipv4(),
+                None => true,
+            };
+            if same_family && seen.insert((*m, *ip)) {
+                out.push((*m, *ip));
+            }
+        }
+    }
+    out
+}
+
+/// 127.0.0.0/8: host-local clients, whose connections must be masqueraded to leave the host.
+fn localhost_v4() -> IpNetwork {
+    IpNetwork::V4(
+        Ipv4Network::new(Ipv4Addr::new(127, 0, 0, 0), 8)
+            .unwrap_or_else(|_| Ipv4Network::from(Ipv4Addr::LOCALHOST)),
+    )
+}
+
+/// Name of the chain holding one attachment's DNAT rules.
+pub fn attachment_chain(att: &Attachment) -> String {
+    format!("{CHAIN_PREFIX}{}", instance_hash(att))
+}
+
+fn element_key(proto: Protocol, port: u16) -> [u8; 8] {
+    let p = port.to_be_bytes();
+    [proto.number(), 0, 0, 0, p[0], p[1], 0, 0]
+}
+
+fn key_from_bytes(b: &[u8]) -> Option<PortKey> {
+    if b.len() != 8 {
+        return None;
+    }
+    Some((
+        Protocol::from_number(b[0])?,
+        u16::from_be_bytes([b[4], b[5]]),
+    ))
+}
+
+fn load_payload(m: &mut MsgBuf, base: u32, dreg: u32, offset: u32, len: u32) {
+    expr(m, "payload", |m| {
+        m.put_be32(attr::PAYLOAD_DREG, dreg);
+        m.put_be32(attr::PAYLOAD_BASE, base);
+        m.put_be32(attr::PAYLOAD_OFFSET, offset);
+        m.put_be32(attr::PAYLOAD_LEN, len);
+    });
+}
+
+fn load_meta(m: &mut MsgBuf, key: u32, dreg: u32) {
+    expr(m, "meta", |m| {
+        m.put_be32(attr::META_DREG, dreg);
+        m.put_be32(attr::META_KEY, key);
+    });
+}
+
+fn bitwise(m: &mut MsgBuf, mask: u32, xor: u32) {
+    expr(m, "bitwise", |m| {
+        m.put_be32(attr::BITWISE_SREG, NFT_REG_1);
+        m.put_be32(attr::BITWISE_DREG, NFT_REG_1);
+        m.put_be32(attr::BITWISE_LEN, 4);
+        m.nest(attr::BITWISE_MASK, |m| {
+            m.put(attr::DATA_VALUE, &mask.to_ne_bytes())
+        });
+        m.nest(attr::BITWISE_XOR, |m| {
+            m.put(attr::DATA_VALUE, &xor.to_ne_bytes())
+        });
+    });
+}
+
+fn immediate(m: &mut MsgBuf, dreg: u32, value: &[u8]) {
+    expr(m, "immediate", |m| {
+        m.put_be32(attr::IMMEDIATE_DREG, dreg);
+        m.nest(attr::IMMEDIATE_DATA, |m| m.put(attr::DATA_VALUE, value));
+    });
+}
+
+/// `fib daddr type local meta l4proto . th dport vmap @ports`
+fn put_dispatch(m: &mut MsgBuf) {
+    m.nest(attr::RULE_EXPRESSIONS, |m| {
+        expr(m, "fib", |m| {
+            m.put_be32(NFTA_FIB_DREG, NFT_REG_1);
+            m.put_be32(NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
+            m.put_be32(NFTA_FIB_FLAGS, NFTA_FIB_F_DADDR);
+        });
+        cmp(m, NFT_CMP_EQ, &RTN_LOCAL.to_ne_bytes());
+        load_meta(m, NFT_META_L4PROTO, NFT_REG32_00);
+        load_payload(m, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_01, 2, 2);
+        expr(m, "lookup", |m| {
+            m.put_str(attr::LOOKUP_SET, MAP);
+            m.put_be32(attr::LOOKUP_SREG, NFT_REG32_00);
+            m.put_be32(attr::LOOKUP_DREG, NFT_REG_VERDICT);
+        });
+    });
+}
+
+/// `meta mark & <bit> != 0 counter masquerade`
+fn put_masquerade(m: &mut MsgBuf, bit: u32) {
+    m.nest(attr::RULE_EXPRESSIONS, |m| {
+        load_meta(m, NFT_META_MARK, NFT_REG_1);
+        bitwise(m, bit, 0);
+        cmp(m, NFT_CMP_NEQ, &0u32.to_ne_bytes());
+        expr(m, "counter", |_| {});
+        expr(m, "masq", |_| {});
+    });
+}
+
+/// The match shared by a mapping's rules: family, protocol, host port, host address.
+fn put_match(m: &mut MsgBuf, map: &PortMapping, fam: Family) {
+    match_family(m, fam);
+    load_meta(m, NFT_META_L4PROTO, NFT_REG_1);
+    cmp(m, NFT_CMP_EQ, &[map.protocol.number()]);
+    load_payload(m, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG_1, 2, 2);
+    cmp(m, NFT_CMP_EQ, &map.host_port.to_be_bytes());
+    if let Some(host) = map.host_ip {
+        load_payload(
+            m,
+            NFT_PAYLOAD_NETWORK_HEADER,
+            NFT_REG_1,
+            fam.daddr_offset(),
+            fam.addr_len(),
+        );
+        cmp(m, NFT_CMP_EQ, &addr_bytes(host));
+    } else if fam == Family::V6 {
+        // `ip6 daddr != ::1`: the kernel cannot route ::1-sourced traffic to a pod, so like the
+        // reference we leave IPv6 localhost alone (the client gets a refusal, not a hang).
+        let lo = IpNetwork::V6(Ipv6Network::from(Ipv6Addr::LOCALHOST));
+        match_prefix(m, fam, fam.daddr_offset(), lo, NFT_CMP_NEQ);
+    }
+}
+
+/// `<match> ip saddr <source> meta mark set mark | <bit>`
+fn put_setmark(m: &mut MsgBuf, map: &PortMapping, source: IpNetwork, bit: u32) {
+    let fam = Family::of(source.ip());
+    m.nest(attr::RULE_EXPRESSIONS, |m| {
+        put_match(m, map, fam);
+        match_prefix(m, fam, fam.saddr_offset(), subnet_of(source), NFT_CMP_EQ);
+        load_meta(m, NFT_META_MARK, NFT_REG_1);
+        bitwise(m, !bit, bit);
+        expr(m, "meta", |m| {
+            m.put_be32(attr::META_KEY, NFT_META_MARK);
+            m.put_be32(NFTA_META_SREG, NFT_REG_1);
+        });
+    });
+}
+
+/// `<match> counter dnat to <container>:<port>`
+fn put_dnat(m: &mut MsgBuf, map: &PortMapping, container: IpAddr) {
+    let fam = Family::of(container);
+    m.nest(attr::RULE_EXPRESSIONS, |m| {
+        put_match(m, map, fam);
+        expr(m, "counter", |_| {});
+        immediate(m, NFT_REG_1, &addr_bytes(container));
+        immediate(m, NFT_REG_2, &map.container_port.to_be_bytes());
+        expr(m, "nat", |m| {
+            m.put_be32(NFTA_NAT_TYPE, NFT_NAT_DNAT);
+            m.put_be32(NFTA_NAT_FAMILY, u32::from(fam.nfproto()));
+            m.put_be32(NFTA_NAT_REG_ADDR_MIN, NFT_REG_1);
+            m.put_be32(NFTA_NAT_REG_PROTO_MIN, NFT_REG_2);
+        });
+    });
+}
+
+fn push_rule(b: &mut Batch, chain: &str, what: String, build: impl FnOnce(&mut MsgBuf)) {
+    b.push(
+        MsgType::NewRule,
+        NLM_F_CREATE | NLM_F_APPEND,
+        NFPROTO_INET,
+        what,
+        |m| {
+            m.put_str(attr::RULE_TABLE, TABLE);
+            m.put_str(attr::RULE_CHAIN, chain);
+            build(m);
+        },
+    );
+}
+
+fn push_element(b: &mut Batch, ty: MsgType, key: PortKey, chain: Option<&str>) {
+    let verb = if chain.is_some() {
+        "adding"
+    } else {
+        "deleting"
+    };
+    b.push(
+        ty,
+        NLM_F_CREATE,
+        NFPROTO_INET,
+        format!(
+            "{verb} {} . {} in map inet {TABLE} {MAP}",
+            key.0.name(),
+            key.1
+        ),
+        |m| {
+            m.put_str(attr::SET_ELEM_LIST_TABLE, TABLE);
+            m.put_str(attr::SET_ELEM_LIST_SET, MAP);
+            m.nest(attr::SET_ELEM_LIST_ELEMENTS, |m| {
+                m.nest(attr::LIST_ELEM, |m| {
+                    m.nest(attr::SET_ELEM_KEY, |m| {
+                        m.put(attr::DATA_VALUE, &element_key(key.0, key.1))
+                    });
+                    if let Some(chain) = chain {
+                        m.nest(attr::SET_ELEM_DATA, |m| {
+                            m.nest(attr::DATA_VERDICT, |m| {
+                                m.put_be32(attr::VERDICT_CODE, NFT_JUMP as u32);
+                                m.put_str(attr::VERDICT_CHAIN, chain);
+                            });
+                        });
+                    }
+                });
+            });
+        },
+    );
+}
+
+/// Table, map, the three base chains and their rules; harmless to repeat.
+fn push_skeleton(b: &mut Batch, mark_bit: u32) {
+    b.push(
+        MsgType::NewTable,
+        NLM_F_CREATE,
+        NFPROTO_INET,
+        format!("creating table inet {TABLE}"),
+        |m| m.put_str(attr::TABLE_NAME, TABLE),
+    );
+    push_new_verdict_map(b, NFPROTO_INET, TABLE, MAP, (NFT_TYPE_PROTO_SERVICE, 8), 1);
+    for (chain, hook, prio) in [
+        ("prerouting", NF_INET_PRE_ROUTING, NF_IP_PRI_NAT_DST),
+        ("output", NF_INET_LOCAL_OUT, NF_IP_PRI_NAT_DST),
+    ] {
+        push_new_chain_in(b, TABLE, chain, Some((hook, prio)));
+        push_flush_chain_in(b, TABLE, chain);
+        push_rule(
+            b,
+            chain,
+            format!("adding the dispatch rule to inet {TABLE} {chain}"),
+            put_dispatch,
+        );
+    }
+    push_new_chain_in(
+        b,
+        TABLE,
+        "postrouting",
+        Some((NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC)),
+    );
+    push_flush_chain_in(b, TABLE, "postrouting");
+    push_rule(
+        b,
+        "postrouting",
+        format!("adding the masquerade rule to inet {TABLE} postrouting"),
+        |m| put_masquerade(m, mark_bit),
+    );
+}
+
+/// Host port mappings in our nftables table.
+pub struct PortmapNft {
+    sock: NfSocket,
+}
+
+impl NfSocket {
+    /// Every element of the ports map: (key, chain it jumps to). Empty if the table is absent.
+    fn port_elements(&mut self) -> Result<Vec<(PortKey, Option<String>)>> {
+        self.map_elements(NFPROTO_INET, TABLE, MAP, key_from_bytes)
+    }
+
+    /// Who owns a chain, from its rules' comment.
+    fn chain_owner(&mut self, chain: &str) -> String {
+        let comment = self
+            .chain_rules(NFPROTO_INET, TABLE, chain)
+            .ok()
+            .flatten()
+            .and_then(|rules| rules.into_iter().find_map(|r| r.comment));
+        match comment {
+            Some(c) => format!("{} (chain {chain})", String::from_utf8_lossy(&c)),
+            None => format!("chain {chain}"),
+        }
+    }
+}
+
+impl PortmapNft {
+    /// Open the backend in the calling thread's network namespace.
+    pub fn new() -> Result<Self> {
+        Ok(PortmapNft {
+            sock: NfSocket::open()?,
+        })
+    }
+
+    /// Install the attachment's mappings to `container_ips` (either family; a mapping with a
+    /// `host_ip` only goes to addresses of its family). Repeating it rewrites the attachment's
+    /// rules. A port owned by another attachment is refused ([`Error::PortConflict`]).
+    pub fn add(
+        &mut self,
+        att: &Attachment,
+        mappings: &[PortMapping],
+        container_ips: &[IpNetwork],
+        opts: SnatOptions,
+    ) -> Result<()> {
+        let chain = attachment_chain(att);
+        let comment = rule_comment(att);
+        let bit = 1u32 << (opts.mark_bit % 32);
+        let keys: Vec<PortKey> = {
+            let mut seen = HashSet::new();
+            mappings
+                .iter()
+                .map(|m| (m.protocol, m.host_port))
+                .filter(|k| seen.insert(*k))
+                .collect()
+        };
+        let rules = targets(mappings, container_ips);
+        let action = format!("adding port mappings for {att}");
+        self.sock.transact(&action, |sock, genid| {
+            let existing = sock.port_elements()?;
+            for (key, target) in &existing {
+                let Some(target) = target else { continue };
+                if keys.contains(key) && *target != chain {
+                    return Err(Error::PortConflict {
+                        port: format!("{}/{}", key.0.name(), key.1),
+                        owner: sock.chain_owner(target),
+                    });
+                }
+            }
+            let mut b = sock.batch(Some(genid));
+            push_skeleton(&mut b, bit);
+            push_new_chain_in(&mut b, TABLE, &chain, None);
+            push_flush_chain_in(&mut b, TABLE, &chain);
+            // Ports this attachment held before and no longer maps.
+            for (key, target) in &existing {
+                if target.as_deref() == Some(chain.as_str()) && !keys.contains(key) {
+                    push_element(&mut b, MsgType::DelSetElem, *key, None);
+                }
+            }
+            for (map, ip) in &rules {
+                if opts.snat {
+                    push_rule(
+                        &mut b,
+                        &chain,
+                        format!("adding the hairpin mark rule for {map} in {chain}"),
+                        |m| {
+                            put_setmark(m, map, *ip, bit);
+                            m.put(attr::RULE_USERDATA, &comment_udata(&comment));
+                        },
+                    );
+                    if ip.is_ipv4() {
+                        push_rule(
+                            &mut b,
+                            &chain,
+                            format!("adding the localhost mark rule for {map} in {chain}"),
+                            |m| {
+                                put_setmark(m, map, localhost_v4(), bit);
+                                m.put(attr::RULE_USERDATA, &comment_udata(&comment));
+                            },
+                        );
+                    }
+                }
+                push_rule(
+                    &mut b,
+                    &chain,
+                    format!("adding the DNAT rule {map} to {} in {chain}", ip.ip()),
+                    |m| {
+                        put_dnat(m, map, ip.ip());
+                        m.put(attr::RULE_USERDATA, &comment_udata(&comment));
+                    },
+                );
+            }
+            for key in &keys {
+                if !existing
+                    .iter()
+                    .any(|(k, t)| k == key && t.as_deref() == Some(chain.as_str()))
+                {
+                    push_element(&mut b, MsgType::NewSetElem, *key, Some(&chain));
+                }
+            }
+            Ok(Some(b))
+        })
+    }
+
+    /// Remove the attachment's mappings; missing state is success.
+    pub fn del(&mut self, att: &Attachment) -> Result<()> {
+        let chain = attachment_chain(att);
+        self.remove(&format!("removing port mappings for {att}"), |c| {
+            *c == chain
+        })
+    }
+
+    /// Remove the mappings of every attachment of `network` not in `keep`.
+    pub fn gc(&mut self, network: &str, keep: &[Attachment]) -> Result<()> {
+        let prefix = format!("{CHAIN_PREFIX}{}-", network_hash(network));
+        let keep: HashSet<String> = keep
+            .iter()
+            .filter(|a| a.network == network)
+            .map(attachment_chain)
+            .collect();
+        self.remove(
+            &format!("collecting port mapping garbage of network {network:?}"),
+            |c| c.starts_with(&prefix) && !keep.contains(c),
+        )
+    }
+
+    /// Delete the chains `stale` selects and the map elements jumping to them.
+    fn remove(&mut self, action: &str, stale: impl Fn(&String) -> bool) -> Result<()> {
+        self.sock.transact(action, |sock, genid| {
+            let action = format!("listing the chains of inet {TABLE}");
+            let chains: Vec<String> = sock
+                .dump(&action, MsgType::GetChain, NFPROTO_INET, |m| {
+                    m.put_str(attr::CHAIN_TABLE, TABLE);
+                })?
+                .iter()
+                .map(|r| crate::nft::wire::Attrs::new(r))
+                .filter(|a| a.str(attr::CHAIN_TABLE) == Some(TABLE))
+                .filter_map(|a| a.str(attr::CHAIN_NAME).map(str::to_string))
+                .filter(|c| stale(c))
+                .collect();
+            if chains.is_empty() {
+                return Ok(None);
+            }
+            let mut b = sock.batch(Some(genid));
+            for (key, target) in sock.port_elements()? {
+                if target.as_ref().is_some_and(|t| chains.contains(t)) {
+                    push_element(&mut b, MsgType::DelSetElem, key, None);
+                }
+            }
+            for chain in &chains {
+                push_delete_chain_in(&mut b, TABLE, chain);
+            }
+            Ok(Some(b))
+        })
+    }
+
+    /// Verify the state `add` made: every port points at the attachment's chain, which holds
+    /// one DNAT rule per mapping and container address.
+    pub fn check(
+        &mut self,
+        att: &Attachment,
+        mappings: &[PortMapping],
+        container_ips: &[IpNetwork],
+    ) -> Result<()> {
+        let chain = attachment_chain(att);
+        let missing = |what: String| Error::PortmapMissing {
+            attachment: att.to_string(),
+            what,
+        };
+        let rules = self
+            .sock
+            .chain_rules(NFPROTO_INET, TABLE, &chain)?
+            .ok_or_else(|| missing(format!("chain inet {TABLE} {chain} does not exist")))?;
+        for dispatch in ["prerouting", "output"] {
+            let base = self.sock.chain_rules(NFPROTO_INET, TABLE, dispatch)?;
+            if !base.is_some_and(|r| r.iter().any(|r| r.lookups.iter().any(|l| l == MAP))) {
+                return Err(missing(format!(
+                    "chain inet {TABLE} {dispatch} does not look up map {MAP}"
+                )));
+            }
+        }
+        let elements = self.sock.port_elements()?;
+        for m in mappings {
+            let key = (m.protocol, m.host_port);
+            match elements.iter().find(|(k, _)| *k == key) {
+                Some((_, Some(t))) if *t == chain => {}
+                Some((_, t)) => {
+                    return Err(missing(format!(
+                        "map inet {TABLE} {MAP} sends {}/{} to {}, not {chain}",
+                        m.protocol.name(),
+                        m.host_port,
+                        t.as_deref().unwrap_or("no chain")
+                    )))
+                }
+                None => {
+                    return Err(missing(format!(
+                        "map inet {TABLE} {MAP} has no element for {}/{}",
+                        m.protocol.name(),
+                        m.host_port
+                    )))
+                }
+            }
+        }
+        let dnat_rules = rules.iter().filter(|r| r.counter.is_some()).count();
+        let expected = targets(mappings, container_ips).len();
+        if dnat_rules != expected {
+            return Err(missing(format!(
+                "chain inet {TABLE} {chain} has {dnat_rules} DNAT rules, expected {expected}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The reference portmap's iptables chain of an attachment: `CNI-DN-` + 21 hex digits of
+/// SHA-512(network ++ container id).
+pub fn reference_dnat_chain(network: &str, container_id: &str) -> String {
+    format!(
+        "CNI-DN-{}",
+        crate::naming::sha512_hex(&format!("{network}{container_id}"), 21)
+    )
+}
+
+/// Remove what the reference portmap's iptables backend made for an attachment: its
+/// `CNI-DN-<hash>` chain and the `CNI-HOSTPORT-DNAT` jumps to it, in both families and every
+/// iptables flavour holding it (no command runs when none does). The shared chains
+/// (`CNI-HOSTPORT-*`) stay, as the reference leaves them.
+pub fn remove_reference_state(network: &str, container_id: &str) -> Result<()> {
+    let chain = reference_dnat_chain(network, container_id);
+    let action = format!("removing the reference portmap chain {chain}");
+    let mut errors = crate::iptables::delete_everywhere("CNI-HOSTPORT-DNAT", &chain, &action);
+    // The reference's nftables backend: rules commented with the container ID in tables
+    // `ip cni_hostport` and `ip6 cni_hostport`.
+    for family in [NFPROTO_IPV4, NFPROTO_IPV6] {
+        let result = crate::reference::delete_commented_rules(
+            &format!("removing the reference portmap rules of container {container_id:?}"),
+            family,
+            REFERENCE_NFT_TABLE,
+            &REFERENCE_NFT_CHAINS,
+            |comment| comment == container_id.as_bytes(),
+        );
+        if let Err(e) = result {
+            errors.push(e);
+        }
+    }
+    Error::all(errors)
+}
+
+/// The reference nftables backend's table (in families `ip` and `ip6`) and its chains holding
+/// per-container rules.
+pub const REFERENCE_NFT_TABLE: &str = "cni_hostport";
+const REFERENCE_NFT_CHAINS: [&str; 3] = ["hostports", "hostip_hostports", "masquerading"];
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_chain_name_matches_observed_reference() {
+        // From /usr/lib/cni/portmap v1.1.1 run for network "refnet", container "abc".
+        assert_eq!(
+            reference_dnat_chain("refnet", "abc"),
+            "CNI-DN-03c6681062c8a10678640"
+        );
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        let k = element_key(Protocol::Udp, 8080);
+        assert_eq!(key_from_bytes(&k), Some((Protocol::Udp, 8080)));
+    }
+
+    #[test]
+    fn protocol_parse_is_case_insensitive() {
+        assert_eq!(Protocol::parse("TCP"), Some(Protocol::Tcp));
+        assert_eq!(Protocol::parse("Sctp"), Some(Protocol::Sctp));
+        assert_eq!(Protocol::parse("icmp"), None);
+    }
+
+    #[test]
+    fn host_ip_family_selects_container_addresses() {
+        let v4: IpNetwork = "10.0.0.2/24".parse().unwrap();
+        let v6: IpNetwork = "fd00::2/64".parse().unwrap();
+        let any = PortMapping {
+            host_port: 80,
+            container_port: 8080,
+            protocol: Protocol::Tcp,
+            host_ip: None,
+        };
+        let only6 = PortMapping {
+            host_ip: Some("fd00::1".parse().unwrap()),
+            ..any
+        };
+        assert_eq!(targets(&[any], &[v4, v6]).len(), 2);
+        assert_eq!(targets(&[only6], &[v4, v6]), vec![(only6, v6)]);
+    }
+}

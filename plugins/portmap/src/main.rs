@@ -1,0 +1,3 @@
+fn main() {
+    cni_protocol::skel::main(&portmap::Portmap, portmap::ABOUT)
+}

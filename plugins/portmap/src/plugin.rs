@@ -1,0 +1,197 @@
+//! Verb handlers: ADD installs the attachment's port mappings and returns `prevResult`
+//! unchanged; DEL, GC and CHECK work on the state keyed by network, container ID and ifname.
+
+use crate::config::{Backend, PortmapConf};
+use cni_protocol::{CniError, CniResult, Plugin, Request};
+use firewall::portmap::{PortmapNft, SnatOptions};
+use firewall::portmap_iptables;
+use firewall::Attachment;
+use ipnetwork::IpNetwork;
+
+pub const ABOUT: &str = concat!("CNI portmap plugin v", env!("CARGO_PKG_VERSION"));
+
+pub struct Portmap;
+
+fn fw(e: firewall::Error) -> CniError {
+    CniError::internal(e.to_string())
+}
+
+fn load(req: &Request) -> Result<PortmapConf, CniError> {
+    PortmapConf::parse(&req.stdin)
+}
+
+/// The configured backend, or nftables when the kernel offers it (iptables otherwise).
+fn backend(conf: &PortmapConf) -> Backend {
+    conf.backend.unwrap_or(match firewall::detect_default() {
+        firewall::BackendKind::Nftables => Backend::Nftables,
+        firewall::BackendKind::Iptables => Backend::Iptables,
+    })
+}
+
+fn attachment(req: &Request) -> Attachment<'_> {
+    Attachment {
+        network: &req.config.name,
+        container_id: &req.invocation.container_id,
+        ifname: &req.invocation.ifname,
+    }
+}
+
+/// The first IPv4 and first IPv6 address of a sandbox interface, as the reference picks them.
+fn container_ips(prev: &CniResult) -> Vec<IpNetwork> {
+    let in_sandbox = |idx: Option<usize>| {
+        idx.and_then(|i| prev.interfaces.get(i))
+            .is_some_and(|iface| iface.sandbox.as_deref().is_some_and(|s| !s.is_empty()))
+    };
+    let mut out: Vec<IpNetwork> = Vec::new();
+    for ip in &prev.ips {
+        let addr = ip.address;
+        if in_sandbox(ip.interface) && !out.iter().any(|a| a.is_ipv4() == addr.is_ipv4()) {
+            out.push(addr);
+        }
+    }
+    out
+}
+
+fn require_prev(req: &Request) -> Result<CniResult, CniError> {
+    req.prev_result()?.ok_or_else(|| {
+        CniError::invalid_config("must be called as a chained plugin: prevResult is missing")
+    })
+}
+
+/// `route_localnet=1` on the host-side interfaces of the attachment, so 127.0.0.1 traffic
+/// DNATed towards the pod is routed; interfaces that do not exist are skipped.
+fn enable_route_localnet(prev: &CniResult) -> Result<(), CniError> {
+    for iface in &prev.interfaces {
+        if iface.sandbox.as_deref().is_some_and(|s| !s.is_empty()) {
+            continue;
+        }
+        let key = format!("net/ipv4/conf/{}/route_localnet", iface.name);
+        let Ok(path) = netops::sysctl_path(&key) else {
+            continue;
+        };
+        if !path.exists() {
+            continue;
+        }
+        netops::sysctl_write(&key, "1").map_err(|e| CniError::internal(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn joined(failures: Vec<String>) -> Result<(), CniError> {
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::internal(failures.join("; ")))
+    }
+}
+
+impl Plugin for Portmap {
+    fn add(&self, req: &Request) -> Result<CniResult, CniError> {
+        let conf = load(req)?;
+        let prev = require_prev(req)?;
+        if conf.mappings.is_empty() {
+            return Ok(prev);
+        }
+        let ips = container_ips(&prev);
+        if ips.is_empty() {
+            return Ok(prev);
+        }
+        let opts = SnatOptions {
+            snat: conf.snat,
+            mark_bit: conf.mark_masq_bit,
+        };
+        let att = attachment(req);
+        let installed = match backend(&conf) {
+            Backend::Nftables => {
+                PortmapNft::new().and_then(|mut nft| nft.add(&att, &conf.mappings, &ips, opts))
+            }
+            Backend::Iptables => portmap_iptables::add(&att, &conf.mappings, &ips, opts),
+        };
+        let ready = installed.map_err(fw).and_then(|()| {
+            if conf.snat && ips.iter().any(IpNetwork::is_ipv4) {
+                enable_route_localnet(&prev)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = ready {
+            // Roll back: a failed ADD leaves nothing of this attachment behind.
+            let _ = self.del(req);
+            return Err(e);
+        }
+        Ok(prev)
+    }
+
+    /// Removes our state and whatever the reference's iptables backend made for the same
+    /// attachment; tries both and reports every failure.
+    fn del(&self, req: &Request) -> Result<(), CniError> {
+        load(req)?;
+        let att = attachment(req);
+        let mut failures = Vec::new();
+        // Our nftables state (when the kernel has nf_tables), then the iptables chain that both
+        // our iptables backend and the reference's make.
+        if firewall::detect_default() == firewall::BackendKind::Nftables {
+            if let Err(e) = PortmapNft::new().and_then(|mut nft| nft.del(&att)) {
+                failures.push(e.to_string());
+            }
+        }
+        if let Err(e) = firewall::portmap::remove_reference_state(att.network, att.container_id) {
+            failures.push(e.to_string());
+        }
+        joined(failures)
+    }
+
+    fn check(&self, req: &Request) -> Result<(), CniError> {
+        let conf = load(req)?;
+        let prev = require_prev(req)?;
+        if conf.mappings.is_empty() {
+            return Ok(());
+        }
+        let ips = container_ips(&prev);
+        let att = attachment(req);
+        match backend(&conf) {
+            Backend::Nftables => {
+                PortmapNft::new().and_then(|mut nft| nft.check(&att, &conf.mappings, &ips))
+            }
+            Backend::Iptables => {
+                let opts = SnatOptions {
+                    snat: conf.snat,
+                    mark_bit: conf.mark_masq_bit,
+                };
+                portmap_iptables::check(&att, &conf.mappings, &ips, opts)
+            }
+        }
+        .map_err(fw)
+    }
+
+    fn gc(&self, req: &Request) -> Result<(), CniError> {
+        load(req)?;
+        let Some(valid) = req.config.gc_valid_attachments() else {
+            eprintln!("portmap: GC without cni.dev/valid-attachments: nothing removed");
+            return Ok(());
+        };
+        let keep: Vec<Attachment> = valid
+            .iter()
+            .map(|v| Attachment {
+                network: &req.config.name,
+                container_id: &v.container_id,
+                ifname: &v.ifname,
+            })
+            .collect();
+        // Both backends (a network may have switched) and the reference's iptables chains.
+        let mut failures = Vec::new();
+        if firewall::detect_default() == firewall::BackendKind::Nftables {
+            if let Err(e) = PortmapNft::new().and_then(|mut nft| nft.gc(&req.config.name, &keep)) {
+                failures.push(e.to_string());
+            }
+        }
+        if let Err(e) = portmap_iptables::gc(&req.config.name, &keep) {
+            failures.push(e.to_string());
+        }
+        joined(failures)
+    }
+
+    fn status(&self, req: &Request) -> Result<(), CniError> {
+        load(req).map(|_| ())
+    }
+}

@@ -1,0 +1,176 @@
+//! Differential tests: our `portmap` and the reference `/usr/lib/cni/portmap` (iptables
+//! backend) given the same chained config; results must be equal (prevResult passthrough), and
+//! our DEL removes what the reference's ADD made.
+
+use cni_suite_tests::sandbox::{in_sandbox, privileged, sh};
+use cni_suite_tests::{our_plugin, reference_plugin, Call};
+use serde_json::{json, Value};
+use std::path::Path;
+
+fn prev(version: &str) -> Value {
+    let mut v = json!({
+        "cniVersion": version,
+        "interfaces": [
+            { "name": "br-ref" },
+            { "name": "eth0", "sandbox": "/var/run/netns/pod" },
+        ],
+        "ips": [
+            { "address": "10.7.0.2/24", "gateway": "10.7.0.1", "interface": 1 },
+            { "address": "fd00:7::2/64", "gateway": "fd00:7::1", "interface": 1 },
+        ],
+        "routes": [{ "dst": "0.0.0.0/0", "gw": "10.7.0.1" }],
+        "dns": { "nameservers": ["10.7.0.1"] },
+    });
+    if version.starts_with("0.") {
+        // 0.x results carry each address's family.
+        v["ips"][0]["version"] = json!("4");
+        v["ips"][1]["version"] = json!("6");
+    }
+    v
+}
+
+fn conf(version: &str, port: u16) -> String {
+    json!({
+        "cniVersion": version,
+        "name": "refnet",
+        "type": "portmap",
+        "capabilities": { "portMappings": true },
+        "runtimeConfig": { "portMappings": [
+            { "hostPort": port, "containerPort": 80, "protocol": "tcp" },
+            { "hostPort": port, "containerPort": 80, "protocol": "udp" },
+        ]},
+        "prevResult": prev(version),
+    })
+    .to_string()
+}
+
+/// The host side a prevResult names, so both plugins can set route_localnet on it.
+fn host_bridge() {
+    sh("ip link add br-ref type bridge && ip addr add 10.7.0.1/24 dev br-ref && ip link set br-ref up");
+}
+
+/// Runs `body` with the reference binary in a sandbox holding the prevResult's bridge; skips
+/// when not root or (outside CI) when the reference is not installed.
+fn with_reference(body: impl FnOnce(&Path) + Send) {
+    if !privileged() {
+        return;
+    }
+    let Some(reference) = reference_plugin("portmap") else {
+        return;
+    };
+    in_sandbox(|| {
+        host_bridge();
+        body(&reference);
+    });
+}
+
+#[test]
+fn add_result_equals_the_reference() {
+    with_reference(|reference| {
+        for (i, version) in ["0.3.1", "0.4.0", "1.0.0"].into_iter().enumerate() {
+            let port = 8100 + i as u16;
+            let theirs = Call::new("ADD", &format!("ref-{i}"), conf(version, port))
+                .netns("/proc/self/ns/net")
+                .run(reference)
+                .ok();
+            let ours = Call::new("ADD", &format!("our-{i}"), conf(version, port + 100))
+                .netns("/proc/self/ns/net")
+                .run(&our_plugin("portmap"))
+                .ok();
+            assert_eq!(ours, theirs, "cniVersion {version}");
+            assert_eq!(ours["ips"], prev(version)["ips"], "cniVersion {version}");
+        }
+    });
+}
+
+#[test]
+fn our_del_removes_what_the_reference_added() {
+    with_reference(|reference| {
+        Call::new("ADD", "abc", conf("1.0.0", 8080))
+            .netns("/proc/self/ns/net")
+            .run(reference)
+            .ok();
+        let before = sh("iptables-save -t nat");
+        assert!(before.contains("CNI-DN-"), "{before}");
+        assert!(before.contains("--to-destination 10.7.0.2:80"), "{before}");
+        Call::new("DEL", "abc", conf("1.0.0", 8080))
+            .netns("/proc/self/ns/net")
+            .run(&our_plugin("portmap"))
+            .ok();
+        for tool in ["iptables-save", "ip6tables-save"] {
+            let after = sh(&format!("{tool} -t nat"));
+            assert!(!after.contains("CNI-DN-"), "{tool}: {after}");
+            assert!(!after.contains("--to-destination"), "{tool}: {after}");
+        }
+        // A second DEL finds nothing and succeeds.
+        Call::new("DEL", "abc", conf("1.0.0", 8080))
+            .netns("/proc/self/ns/net")
+            .run(&our_plugin("portmap"))
+            .ok();
+    });
+}
+
+/// `iptables -S` and `ip6tables -S` of the nat table after one ADD by `plugin`.
+fn nat_rules_after_add(plugin: &Path, conf: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    in_sandbox(|| {
+        host_bridge();
+        Call::new("ADD", "abc", conf)
+            .netns("/proc/self/ns/net")
+            .run(plugin)
+            .ok();
+        for tool in ["iptables", "ip6tables"] {
+            out.extend(
+                sh(&format!("{tool} -w -t nat -S"))
+                    .lines()
+                    .map(|l| format!("{tool} {l}")),
+            );
+        }
+    });
+    out.sort();
+    out
+}
+
+#[test]
+fn our_iptables_backend_writes_the_reference_rules() {
+    if !privileged() {
+        return;
+    }
+    let Some(reference) = reference_plugin("portmap") else {
+        return;
+    };
+    let conf = conf("1.0.0", 8080);
+    let theirs = nat_rules_after_add(&reference, &conf);
+    let mut ours_conf: Value = serde_json::from_str(&conf).expect("json");
+    ours_conf["backend"] = json!("iptables");
+    let ours = nat_rules_after_add(&our_plugin("portmap"), &ours_conf.to_string());
+    assert_eq!(ours, theirs);
+}
+
+#[test]
+fn gc_removes_the_reference_chains_of_attachments_not_listed() {
+    with_reference(|reference| {
+        for id in ["keep", "drop"] {
+            Call::new(
+                "ADD",
+                id,
+                conf("1.0.0", if id == "keep" { 8080 } else { 8081 }),
+            )
+            .netns("/proc/self/ns/net")
+            .run(reference)
+            .ok();
+        }
+        let mut gc: Value = serde_json::from_str(&conf("1.1.0", 8080)).expect("json");
+        gc["cni.dev/valid-attachments"] = json!([{ "containerID": "keep", "ifname": "eth0" }]);
+        Call::new("GC", "", gc.to_string())
+            .unset("CNI_CONTAINERID")
+            .unset("CNI_IFNAME")
+            .unset("CNI_NETNS")
+            .run(&our_plugin("portmap"))
+            .ok();
+        let after = sh("iptables -w -t nat -S");
+        assert!(after.contains("--dports 8080"), "{after}");
+        assert!(!after.contains("--dports 8081"), "{after}");
+        assert_eq!(after.matches("-N CNI-DN-").count(), 1, "{after}");
+    });
+}
