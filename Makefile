@@ -1,8 +1,10 @@
-# The two quick-start commands are `make demo` and `make test` (see README.md).
+# The two quick-start commands are `make demo` and `make test` (see README.md); both need root
+# and build everything inside their own network namespaces.
 PREFIX ?= /opt/cni
 CARGO ?= cargo
+PLUGINS := bridge host-local portmap loopback
 
-.PHONY: build release test lint bench bench-host-local bench-bridge install
+.PHONY: build release test lint demo bench bench-host-local bench-bridge install
 
 build:
 	$(CARGO) build --workspace --bins
@@ -10,13 +12,17 @@ build:
 release:
 	$(CARGO) build --release --workspace --bins
 
-# Black-box tests exec the built binaries, so build them first.
+# Black-box tests exec the built binaries, so build them first; the demo is part of the tests.
 test: build
 	$(CARGO) test --workspace
+	DEMO_PROFILE=debug demo/demo.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+demo:
+	demo/demo.sh
 
 # Both benchmarks; bench-bridge needs root (it sandboxes itself with unshare --net --mount).
 bench: bench-host-local bench-bridge
@@ -27,7 +33,8 @@ bench-host-local:
 bench-bridge:
 	bench/bridge.sh
 
-# Installs the plugins where runtimes look for them (/opt/cni/bin by default).
+# Puts the plugins where runtimes look for them (/opt/cni/bin by default) and cnitool in bin/.
 install: release
 	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 target/release/host-local target/release/loopback $(DESTDIR)$(PREFIX)/bin/
+	for p in $(PLUGINS); do install -m 0755 target/release/$$p $(DESTDIR)$(PREFIX)/bin/; done
+	install -D -m 0755 target/release/cnitool $(DESTDIR)/usr/local/bin/cnitool
