@@ -110,15 +110,26 @@ fn our_del_removes_what_the_reference_added() {
     });
 }
 
-/// `iptables -S` and `ip6tables -S` of the nat table after one ADD by `plugin`.
+/// `iptables -S` and `ip6tables -S` of the nat table after `setup` and one ADD by `plugin`.
 fn nat_rules_after_add(plugin: &Path, conf: &str) -> Vec<String> {
+    nat_rules_after(plugin, conf, "true", |_| {})
+}
+
+fn nat_rules_after(
+    plugin: &Path,
+    conf: &str,
+    setup: &str,
+    after_add: impl FnOnce(&Path) + Send,
+) -> Vec<String> {
     let mut out = Vec::new();
     in_sandbox(|| {
         host_bridge();
+        sh(setup);
         Call::new("ADD", "abc", conf)
             .netns("/proc/self/ns/net")
             .run(plugin)
             .ok();
+        after_add(plugin);
         for tool in ["iptables", "ip6tables"] {
             out.extend(
                 sh(&format!("{tool} -w -t nat -S"))
@@ -144,6 +155,54 @@ fn our_iptables_backend_writes_the_reference_rules() {
     let mut ours_conf: Value = serde_json::from_str(&conf).expect("json");
     ours_conf["backend"] = json!("iptables");
     let ours = nat_rules_after_add(&our_plugin("portmap"), &ours_conf.to_string());
+    assert_eq!(ours, theirs);
+}
+
+/// conditionsV4/V6 and externalSetMarkChain (iptables-only options): the same rules as the
+/// reference, CHECK accepts them, DEL removes them.
+#[test]
+fn iptables_only_options_give_the_reference_rules() {
+    if !privileged() {
+        return;
+    }
+    let Some(reference) = reference_plugin("portmap") else {
+        return;
+    };
+    let mut conf: Value = serde_json::from_str(&conf("1.0.0", 8080)).expect("json");
+    conf["conditionsV4"] = json!([
+        "!",
+        "-s",
+        "192.0.2.9",
+        "-m",
+        "addrtype",
+        "--src-type",
+        "UNICAST"
+    ]);
+    conf["conditionsV6"] = json!(["!", "-s", "2001:db8::9"]);
+    conf["externalSetMarkChain"] = json!("KUBE-MARK-MASQ");
+    let conf = conf.to_string();
+    let setup = "iptables -w -t nat -N KUBE-MARK-MASQ && ip6tables -w -t nat -N KUBE-MARK-MASQ";
+    let theirs = nat_rules_after(&reference, &conf, setup, |_| {});
+    assert!(
+        theirs.iter().any(|r| r.contains("! -s 192.0.2.9/32")),
+        "{theirs:#?}"
+    );
+    let ours = nat_rules_after(&our_plugin("portmap"), &conf, setup, |ours| {
+        Call::new("CHECK", "abc", &conf)
+            .netns("/proc/self/ns/net")
+            .run(ours)
+            .ok();
+        Call::new("DEL", "abc", &conf)
+            .netns("/proc/self/ns/net")
+            .run(ours)
+            .ok();
+        let left = sh("iptables-save -t nat; ip6tables-save -t nat");
+        assert!(!left.contains("CNI-DN-"), "{left}");
+        Call::new("ADD", "abc", &conf)
+            .netns("/proc/self/ns/net")
+            .run(ours)
+            .ok();
+    });
     assert_eq!(ours, theirs);
 }
 

@@ -11,6 +11,9 @@
 //! -A CNI-DN-<hash> -s 127.0.0.1/32 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK
 //! -A CNI-DN-<hash> -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.5.0.2:80
 //! ```
+//! With `externalSetMarkChain` the marking rules jump to that chain and the shared
+//! SETMARK/MASQ chains are not made (whoever owns the chain masquerades); `conditionsV4/V6` are
+//! appended to the jumps, as the reference does.
 //! DEL is [`crate::portmap::remove_reference_state`]: the chain and its jumps.
 
 use ipnetwork::IpNetwork;
@@ -29,6 +32,39 @@ use crate::Attachment;
 pub const DNAT_CHAIN: &str = "CNI-HOSTPORT-DNAT";
 pub const SETMARK_CHAIN: &str = "CNI-HOSTPORT-SETMARK";
 pub const MASQ_CHAIN: &str = "CNI-HOSTPORT-MASQ";
+
+/// The reference's iptables-only options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IptablesOptions<'a> {
+    /// `conditionsV4`: iptables match arguments appended to the IPv4 jumps.
+    pub conditions_v4: &'a [String],
+    /// `conditionsV6`: the same for IPv6.
+    pub conditions_v6: &'a [String],
+    /// `externalSetMarkChain`: mark through this chain instead of `CNI-HOSTPORT-SETMARK`.
+    pub external_set_mark_chain: Option<&'a str>,
+}
+
+impl IptablesOptions<'_> {
+    fn conditions(&self, fam: IpFamily) -> &[String] {
+        match fam {
+            IpFamily::V4 => self.conditions_v4,
+            IpFamily::V6 => self.conditions_v6,
+        }
+    }
+
+    fn set_mark_chain(&self) -> &str {
+        self.external_set_mark_chain.unwrap_or(SETMARK_CHAIN)
+    }
+}
+
+/// One iptables-restore token: quoted when it holds a space or a quote.
+fn token(arg: &str) -> String {
+    if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
+        quoted(arg)
+    } else {
+        arg.to_string()
+    }
+}
 
 fn shared_rules(bit: u32) -> Vec<String> {
     vec![
@@ -59,7 +95,9 @@ fn attachment_rules(
     mappings: &[PortMapping],
     container: IpNetwork,
     opts: SnatOptions,
+    extra: IptablesOptions,
 ) -> (Vec<String>, Vec<String>) {
+    let set_mark = extra.set_mark_chain();
     let chain = reference_dnat_chain(att.network, att.container_id);
     let comment = format!(
         "dnat name: {} id: {}",
@@ -77,12 +115,12 @@ fn attachment_rules(
         let matcher = format!("{dest}-p {p} -m {p} --dport {}", m.host_port);
         if opts.snat {
             rules.push(format!(
-                "-A {chain} -s {} {matcher} -j {SETMARK_CHAIN}",
+                "-A {chain} -s {} {matcher} -j {set_mark}",
                 subnet_of(container)
             ));
             if fam == IpFamily::V4 {
                 rules.push(format!(
-                    "-A {chain} -s 127.0.0.1/32 {matcher} -j {SETMARK_CHAIN}"
+                    "-A {chain} -s 127.0.0.1/32 {matcher} -j {set_mark}"
                 ));
             }
         }
@@ -94,6 +132,11 @@ fn attachment_rules(
             "-A {chain} {matcher} -j DNAT --to-destination {to}"
         ));
     }
+    let conditions: String = extra
+        .conditions(fam)
+        .iter()
+        .map(|c| format!("{} ", token(c)))
+        .collect();
     let mut jumps = Vec::new();
     for proto in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
         let ports: Vec<String> = mine
@@ -103,7 +146,7 @@ fn attachment_rules(
             .collect();
         if !ports.is_empty() {
             jumps.push(format!(
-                "-A {DNAT_CHAIN} -p {} -m comment --comment {} -m multiport --dports {} -j {chain}",
+                "-A {DNAT_CHAIN} -p {} -m comment --comment {} -m multiport --dports {} {conditions}-j {chain}",
                 proto.name(),
                 quoted(&comment),
                 ports.join(",")
@@ -127,6 +170,7 @@ pub fn add(
     mappings: &[PortMapping],
     container_ips: &[IpNetwork],
     opts: SnatOptions,
+    extra: IptablesOptions,
 ) -> Result<()> {
     let chain = reference_dnat_chain(att.network, att.container_id);
     let bit = 1u32 << (opts.mark_bit % 32);
@@ -135,20 +179,28 @@ pub fn add(
         let Some(container) = address_of(fam, container_ips) else {
             continue;
         };
-        let (rules, jumps) = attachment_rules(att, fam, mappings, container, opts);
+        let (rules, jumps) = attachment_rules(att, fam, mappings, container, opts, extra);
         if rules.is_empty() {
             continue;
         }
         let tool = Tool::new(fam, Flavor::Default);
         let listing = list_nat(&action, &tool)?;
         let mut lines = Vec::new();
+        // The masquerade half belongs to the external chain's owner when there is one.
+        let (shared_chains, shared): (&[&str], Vec<String>) = match extra.external_set_mark_chain {
+            None => (&[DNAT_CHAIN, SETMARK_CHAIN, MASQ_CHAIN], shared_rules(bit)),
+            Some(_) => (
+                &[DNAT_CHAIN],
+                shared_rules(bit).into_iter().take(2).collect(),
+            ),
+        };
         // Declaring an existing chain with --noflush empties it: shared chains only if missing.
-        for shared in [DNAT_CHAIN, SETMARK_CHAIN, MASQ_CHAIN] {
+        for shared in shared_chains {
             if !listing.contains(&format!("-N {shared}")) {
                 lines.push(format!(":{shared} - [0:0]"));
             }
         }
-        for rule in shared_rules(bit) {
+        for rule in shared {
             if !listing.contains(&rule) {
                 lines.push(rule);
             }
@@ -166,21 +218,56 @@ pub fn add(
     Ok(())
 }
 
+/// Whether `listing` holds `jump`: iptables prints conditions in its own order (`-s` first),
+/// so a jump matches on its protocol, ports, target and each condition token.
+fn has_jump(listing: &[String], jump: &str, conditions: &[String]) -> bool {
+    if conditions.is_empty() {
+        return listing.iter().any(|l| l == jump);
+    }
+    let Some(head) = jump.split(" -m comment").next() else {
+        return false;
+    };
+    let proto = head.trim_start_matches(&format!("-A {DNAT_CHAIN} "));
+    let Some(ports) = jump
+        .split(" --dports ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+    else {
+        return false;
+    };
+    let Some(target) = jump.rsplit(" -j ").next() else {
+        return false;
+    };
+    listing.iter().any(|l| {
+        l.starts_with(&format!("-A {DNAT_CHAIN} "))
+            && l.contains(proto)
+            && l.contains(&format!("--dports {ports} "))
+            && l.ends_with(&format!(" -j {target}"))
+            && conditions
+                .iter()
+                .all(|c| l.contains(c.split('/').next().unwrap_or(c)))
+    })
+}
+
 /// Verify the rules `add` made are all there.
 pub fn check(
     att: &Attachment,
     mappings: &[PortMapping],
     container_ips: &[IpNetwork],
     opts: SnatOptions,
+    extra: IptablesOptions,
 ) -> Result<()> {
     let action = format!("checking iptables port mappings for {att}");
     for fam in [IpFamily::V4, IpFamily::V6] {
         let Some(container) = address_of(fam, container_ips) else {
             continue;
         };
-        let (rules, jumps) = attachment_rules(att, fam, mappings, container, opts);
+        let (rules, jumps) = attachment_rules(att, fam, mappings, container, opts, extra);
         let listing = list_nat(&action, &Tool::new(fam, Flavor::Default))?;
-        if let Some(absent) = rules.iter().chain(&jumps).find(|r| !listing.contains(r)) {
+        let absent_jump = jumps
+            .iter()
+            .find(|j| !has_jump(&listing, j, extra.conditions(fam)));
+        if let Some(absent) = rules.iter().find(|r| !listing.contains(r)).or(absent_jump) {
             return Err(Error::PortmapMissing {
                 attachment: att.to_string(),
                 what: format!("{} rule missing: {absent}", fam.stem()),

@@ -19,8 +19,12 @@ pub struct PortmapConf {
     pub snat: bool,
     pub mark_masq_bit: u8,
     pub external_set_mark_chain: Option<String>,
-    /// `None`: pick the default for this kernel.
+    /// `None`: pick the default for this kernel (iptables when the iptables-only options below
+    /// are set).
     pub backend: Option<Backend>,
+    /// `conditionsV4` / `conditionsV6`: iptables match arguments for the jumps.
+    pub conditions_v4: Vec<String>,
+    pub conditions_v6: Vec<String>,
     pub mappings: Vec<PortMapping>,
 }
 
@@ -75,7 +79,29 @@ fn mapping(entry: &Value) -> Result<PortMapping, CniError> {
     })
 }
 
+fn conditions(top: &Map<String, Value>, key: &str) -> Result<Vec<String>, CniError> {
+    match get(top, key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| bad(format!("{key} must be a list of strings, not {i} in it")))
+            })
+            .collect(),
+        Some(other) => Err(bad(format!("{key} must be a list of strings, not {other}"))),
+    }
+}
+
 impl PortmapConf {
+    /// Whether the config uses options only the iptables backend has.
+    pub fn needs_iptables(&self) -> bool {
+        !self.conditions_v4.is_empty()
+            || !self.conditions_v6.is_empty()
+            || self.external_set_mark_chain.is_some()
+    }
+
     /// Parse the plugin's keys from the stdin configuration.
     pub fn parse(stdin: &[u8]) -> Result<PortmapConf, CniError> {
         let value: Value = serde_json::from_slice(stdin)
@@ -130,13 +156,23 @@ impl PortmapConf {
             Some(Value::Array(entries)) => entries.iter().map(mapping).collect::<Result<_, _>>()?,
             Some(_) => return Err(bad("runtimeConfig.portMappings must be a list")),
         };
-        Ok(PortmapConf {
+        let conf = PortmapConf {
             snat,
             mark_masq_bit,
             external_set_mark_chain,
             backend,
+            conditions_v4: conditions(top, "conditionsV4")?,
+            conditions_v6: conditions(top, "conditionsV6")?,
             mappings,
-        })
+        };
+        // Silently dropping a condition would publish a port wider than asked.
+        if conf.backend == Some(Backend::Nftables) && conf.needs_iptables() {
+            return Err(bad(
+                "conditionsV4, conditionsV6 and externalSetMarkChain are iptables rule fragments: \
+                 use \"backend\": \"iptables\" (or leave backend unset) with them",
+            ));
+        }
+        Ok(conf)
     }
 }
 
@@ -186,6 +222,16 @@ mod tests {
     }
 
     #[test]
+    fn iptables_only_options_pick_iptables() {
+        let c =
+            parse(r#"{"conditionsV4":["!","-s","192.0.2.9"],"externalSetMarkChain":"K"}"#).unwrap();
+        assert_eq!(c.conditions_v4, ["!", "-s", "192.0.2.9"]);
+        assert!(c.conditions_v6.is_empty());
+        assert!(c.needs_iptables());
+        assert!(!parse("{}").unwrap().needs_iptables());
+    }
+
+    #[test]
     fn rejects_bad_values() {
         for bad in [
             r#"{"runtimeConfig":{"portMappings":[{"hostPort":0,"containerPort":80}]}}"#,
@@ -195,6 +241,10 @@ mod tests {
             r#"{"markMasqBit":32}"#,
             r#"{"markMasqBit":3,"externalSetMarkChain":"X"}"#,
             r#"{"backend":"ebpf"}"#,
+            r#"{"conditionsV4":"-s 1.2.3.4"}"#,
+            r#"{"conditionsV6":[1]}"#,
+            r#"{"backend":"nftables","conditionsV4":["-s","1.2.3.4"]}"#,
+            r#"{"backend":"nftables","externalSetMarkChain":"KUBE-MARK-MASQ"}"#,
         ] {
             let e = parse(bad).unwrap_err();
             assert_eq!(e.code.number(), 7, "{bad}: {e:?}");

@@ -4,7 +4,7 @@
 use crate::config::{Backend, PortmapConf};
 use cni_protocol::{CniError, CniResult, Plugin, Request};
 use firewall::portmap::{PortmapNft, SnatOptions};
-use firewall::portmap_iptables;
+use firewall::portmap_iptables::{self, IptablesOptions};
 use firewall::Attachment;
 use ipnetwork::IpNetwork;
 
@@ -22,10 +22,21 @@ fn load(req: &Request) -> Result<PortmapConf, CniError> {
 
 /// The configured backend, or nftables when the kernel offers it (iptables otherwise).
 fn backend(conf: &PortmapConf) -> Backend {
+    if conf.needs_iptables() {
+        return conf.backend.unwrap_or(Backend::Iptables);
+    }
     conf.backend.unwrap_or(match firewall::detect_default() {
         firewall::BackendKind::Nftables => Backend::Nftables,
         firewall::BackendKind::Iptables => Backend::Iptables,
     })
+}
+
+fn iptables_options(conf: &PortmapConf) -> IptablesOptions<'_> {
+    IptablesOptions {
+        conditions_v4: &conf.conditions_v4,
+        conditions_v6: &conf.conditions_v6,
+        external_set_mark_chain: conf.external_set_mark_chain.as_deref(),
+    }
 }
 
 fn attachment(req: &Request) -> Attachment<'_> {
@@ -105,7 +116,9 @@ impl Plugin for Portmap {
             Backend::Nftables => {
                 PortmapNft::new().and_then(|mut nft| nft.add(&att, &conf.mappings, &ips, opts))
             }
-            Backend::Iptables => portmap_iptables::add(&att, &conf.mappings, &ips, opts),
+            Backend::Iptables => {
+                portmap_iptables::add(&att, &conf.mappings, &ips, opts, iptables_options(&conf))
+            }
         };
         let ready = installed.map_err(fw).and_then(|()| {
             if conf.snat && ips.iter().any(IpNetwork::is_ipv4) {
@@ -158,7 +171,7 @@ impl Plugin for Portmap {
                     snat: conf.snat,
                     mark_bit: conf.mark_masq_bit,
                 };
-                portmap_iptables::check(&att, &conf.mappings, &ips, opts)
+                portmap_iptables::check(&att, &conf.mappings, &ips, opts, iptables_options(&conf))
             }
         }
         .map_err(fw)
