@@ -412,8 +412,40 @@ fn push_skeleton(b: &mut Batch, mark_bit: u32) {
         b,
         "postrouting",
         format!("adding the masquerade rule to inet {TABLE} postrouting"),
-        |m| put_masquerade(m, mark_bit),
+        |m| {
+            put_masquerade(m, mark_bit);
+            m.put(
+                attr::RULE_USERDATA,
+                &comment_udata(&skeleton_stamp(mark_bit)),
+            );
+        },
     );
+}
+
+/// The postrouting rule's comment: it records the mark bit the skeleton was built for.
+fn skeleton_stamp(mark_bit: u32) -> String {
+    format!("cni-rs portmap masquerade mark {mark_bit:#x}")
+}
+
+/// Whether the skeleton is exactly what [`push_skeleton`] makes for `mark_bit`. Re-declaring an
+/// intact one would replace its rules, which the kernel frees after an RCU grace period that
+/// our socket's close then waits for (~13 ms per ADD, and parallel ADDs queue behind it).
+fn skeleton_intact(sock: &mut NfSocket, mark_bit: u32) -> Result<bool> {
+    for chain in ["prerouting", "output"] {
+        let Some(rules) = sock.chain_rules(NFPROTO_INET, TABLE, chain)? else {
+            return Ok(false);
+        };
+        if rules.len() != 1 || rules[0].lookups != [MAP] {
+            return Ok(false);
+        }
+    }
+    let Some(rules) = sock.chain_rules(NFPROTO_INET, TABLE, "postrouting")? else {
+        return Ok(false);
+    };
+    let stamp = skeleton_stamp(mark_bit);
+    Ok(rules.len() == 1
+        && rules[0].masquerade
+        && rules[0].comment.as_deref() == Some(stamp.as_bytes()))
 }
 
 /// Host port mappings in our nftables table.
@@ -483,8 +515,11 @@ impl PortmapNft {
                     });
                 }
             }
+            let intact = skeleton_intact(sock, bit)?;
             let mut b = sock.batch(Some(genid));
-            push_skeleton(&mut b, bit);
+            if !intact {
+                push_skeleton(&mut b, bit);
+            }
             push_new_chain_in(&mut b, TABLE, &chain, None);
             push_flush_chain_in(&mut b, TABLE, &chain);
             // Ports this attachment held before and no longer maps.
