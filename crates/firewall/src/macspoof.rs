@@ -162,8 +162,11 @@ pub fn add(container_id: &str, ifname: &str, host_veth: &str, mac: [u8; 6]) -> R
         previous.sort();
         previous.dedup();
 
+        let intact = skeleton_intact(sock)?;
         let mut b = sock.batch(Some(genid));
-        push_skeleton(&mut b);
+        if !intact {
+            push_skeleton(&mut b);
+        }
         b.push(
             MsgType::NewChain,
             NLM_F_CREATE,
@@ -413,6 +416,18 @@ fn all_elements(sock: &mut NfSocket) -> Result<Vec<(String, Option<String>)>> {
 
 fn put_key(m: &mut MsgBuf, key: &[u8; IFNAMSIZ]) {
     m.nest(attr::SET_ELEM_KEY, |m| m.put(attr::DATA_VALUE, key));
+}
+
+/// Whether the base chain holds exactly the dispatch rule. Re-declaring an intact skeleton
+/// would replace that rule, which the kernel frees after an RCU grace period that our socket's
+/// close then waits for (~13 ms per ADD).
+fn skeleton_intact(sock: &mut NfSocket) -> Result<bool> {
+    Ok(chain_rules(sock, BASE_CHAIN)?.is_some_and(|rules| {
+        rules.len() == 1
+            && rules[0].iifname_lookups == [PORTS_MAP]
+            && rules[0].iifname.is_none()
+            && !rules[0].drop
+    }))
 }
 
 /// Table, map, base chain and its dispatch rule; harmless to repeat.

@@ -509,3 +509,41 @@ fn spoofed_source_mac_cannot_cross_the_bridge() {
         drop((stop_a, stop_b));
     });
 }
+
+fn base_rule_handles() -> Vec<u64> {
+    objects(Some("bridge"), "rule", macspoof::TABLE)
+        .iter()
+        .filter(|r| r["chain"] == macspoof::BASE_CHAIN)
+        .map(|r| r["handle"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn add_keeps_an_intact_skeleton_and_repairs_a_broken_one() {
+    in_netns("macspoof_add_keeps_an_intact_skeleton", || {
+        macspoof::add("abc", "eth0", "vethA", MAC_A).unwrap();
+        let handles = base_rule_handles();
+        assert_eq!(handles.len(), 1, "{}", ruleset_text());
+        // Intact: the next ADD leaves the dispatch rule as it is (same handle).
+        macspoof::add("def", "eth0", "vethB", MAC_B).unwrap();
+        assert_eq!(base_rule_handles(), handles);
+        // A foreign rule beside it: the next ADD rewrites the chain to the dispatch rule alone.
+        nft_apply(&format!(
+            "add rule bridge {} {} counter\n",
+            macspoof::TABLE,
+            macspoof::BASE_CHAIN
+        ));
+        macspoof::add("ghi", "eth0", "vethC", MAC_A).unwrap();
+        assert_eq!(base_rule_handles().len(), 1, "{}", ruleset_text());
+        // The dispatch rule gone: put back.
+        nft_apply(&format!(
+            "flush chain bridge {} {}\n",
+            macspoof::TABLE,
+            macspoof::BASE_CHAIN
+        ));
+        macspoof::add("abc", "eth0", "vethA", MAC_A).unwrap();
+        assert_eq!(base_rule_handles().len(), 1, "{}", ruleset_text());
+        macspoof::check("abc", "eth0", "vethA", MAC_A).unwrap();
+        macspoof::check("def", "eth0", "vethB", MAC_B).unwrap();
+    });
+}
