@@ -24,6 +24,9 @@ pub struct NetConf {
     pub prev_result: Option<serde_json::Value>,
     pub runtime_config: Option<serde_json::Value>,
     pub args: Option<serde_json::Value>,
+    /// Ours: an absolute path that diagnostics are appended to besides stderr (see `log`).
+    /// Any other type is ignored rather than failing the command over a diagnostic.
+    pub log_file: Option<serde_json::Value>,
     /// GC's list; absent means the caller gave none (not "none are valid").
     #[serde(
         rename = "cni.dev/valid-attachments",

@@ -4,6 +4,7 @@
 use crate::config::{NetConf, MAX_STDIN_BYTES};
 use crate::env::{validate_network_name, Command, Invocation};
 use crate::error::{CniError, ErrorCode};
+use crate::log;
 use crate::result::CniResult;
 use crate::version::{self, Version, CURRENT_VERSION, SUPPORTED_VERSIONS};
 use std::io::{Read, Write};
@@ -71,29 +72,56 @@ pub fn run(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> i32 {
-    let mut reply_version = CURRENT_VERSION.to_string();
-    match dispatch(
-        plugin,
-        about,
-        env,
-        stdin,
-        stdout,
-        stderr,
-        &mut reply_version,
-    ) {
+    let started = std::time::Instant::now();
+    let mut said = Said {
+        reply_version: CURRENT_VERSION.to_string(),
+        context: String::new(),
+    };
+    let outcome = dispatch(plugin, about, env, stdin, stdout, stderr, &mut said);
+    let Said {
+        reply_version,
+        context,
+    } = said;
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    match outcome {
         Ok(Some(output)) => {
             if write_json(stdout, &output).is_err() {
+                log::to_file(&format!("{context} -> cannot write the result to stdout"));
                 return 1;
+            }
+            log::to_file(&format!("{context} -> ok ({elapsed:.2} ms)"));
+            0
+        }
+        Ok(None) => {
+            if !context.is_empty() {
+                log::to_file(&format!("{context} -> ok ({elapsed:.2} ms)"));
             }
             0
         }
-        Ok(None) => 0,
         Err(err) => {
             let _ = writeln!(stderr, "{about}: {err}");
             let _ = write_json(stdout, &err.to_json(&reply_version));
+            log::to_file(&format!(
+                "{context} -> error {}: {} ({elapsed:.2} ms)",
+                err.code.number(),
+                err.msg
+            ));
             1
         }
     }
+}
+
+/// What dispatch learnt before it finished, for the reply and the log.
+struct Said {
+    /// The version an error object is rendered in.
+    reply_version: String,
+    /// "ADD network ... container ... ifname ..." once known and a log file is open.
+    context: String,
+}
+
+/// "bridge" from "CNI bridge plugin v0.1.0".
+fn plugin_name(about: &str) -> &str {
+    about.split_whitespace().nth(1).unwrap_or(about)
 }
 
 /// Go's `json.MarshalIndent(v, "", "    ")`: 4-space indent, no trailing newline.
@@ -111,7 +139,7 @@ fn dispatch(
     stdin: &mut dyn Read,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
-    reply_version: &mut String,
+    said: &mut Said,
 ) -> Result<Option<serde_json::Value>, CniError> {
     let Some(invocation) = Invocation::from_env(env)? else {
         let _ = writeln!(stderr, "{about}");
@@ -140,12 +168,22 @@ fn dispatch(
         ));
     }
     let config = NetConf::parse(&bytes)?;
+    if let Some(path) = config.log_file.as_ref().and_then(|v| v.as_str()) {
+        log::open_log_file(path, plugin_name(about));
+        said.context = format!(
+            "{} network {:?} container {:?} ifname {:?}",
+            invocation.command.as_str(),
+            config.name,
+            invocation.container_id,
+            invocation.ifname
+        );
+    }
     if let Some(v) = &config.cni_version {
-        reply_version.clone_from(v);
+        said.reply_version.clone_from(v);
     }
     let (version_text, version) =
         version::negotiate(config.cni_version.as_deref(), &config.cni_versions)?;
-    reply_version.clone_from(&version_text);
+    said.reply_version.clone_from(&version_text);
     validate_network_name(&config.name)?;
     invocation.validate_identity()?;
     let min = match invocation.command {

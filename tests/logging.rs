@@ -1,0 +1,127 @@
+//! The optional `logFile`: every invocation appends what it was asked and how it ended, and
+//! the plugins' diagnostics, while stdout stays pure protocol JSON.
+
+use cni_suite_tests::sandbox::{in_sandbox, privileged, Netns};
+use cni_suite_tests::{our_plugin, Call};
+use serde_json::json;
+use std::fs;
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn host_local_appends_one_line_per_invocation_to_the_log_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("cni.log");
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": "lognet",
+        "type": "bridge",
+        "logFile": log,
+        "ipam": { "type": "host-local", "subnet": "10.42.0.0/29", "dataDir": dir.path() },
+    })
+    .to_string();
+    let host_local = our_plugin("host-local");
+    let added = Call::new("ADD", "c1", conf.clone()).run(&host_local).ok();
+    assert_eq!(added["ips"][0]["address"], "10.42.0.2/29");
+    // Exhaust the /29 (.2-.6), then one more fails with its error in the log.
+    for id in ["c2", "c3", "c4", "c5"] {
+        Call::new("ADD", id, conf.clone()).run(&host_local).ok();
+    }
+    Call::new("ADD", "c6", conf.clone())
+        .run(&host_local)
+        .err(999);
+    Call::new("DEL", "c1", conf.clone()).run(&host_local).ok();
+
+    let lines = lines(&log);
+    assert_eq!(lines.len(), 7, "{lines:#?}");
+    let first = &lines[0];
+    // 2026-11-23T09:30:00.123Z [pid] host-local: ADD network "lognet" container "c1" ...
+    assert!(first.len() > 24 && first.as_bytes()[23] == b'Z', "{first}");
+    assert!(
+        first.contains(r#"host-local: ADD network "lognet" container "c1" ifname "eth0" -> ok ("#),
+        "{first}"
+    );
+    assert!(
+        lines[5].contains(r#"ADD network "lognet" container "c6""#)
+            && lines[5].contains("-> error 999: "),
+        "{}",
+        lines[5]
+    );
+    assert!(
+        lines[6].contains(r#"DEL network "lognet" container "c1""#),
+        "{}",
+        lines[6]
+    );
+}
+
+#[test]
+fn a_relative_or_unwritable_log_file_never_fails_the_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for log_file in [
+        json!("relative.log"),
+        json!("/proc/no/such/dir/cni.log"),
+        json!(42),
+    ] {
+        let conf = json!({
+            "cniVersion": "1.0.0",
+            "name": "lognet",
+            "type": "bridge",
+            "logFile": log_file,
+            "ipam": { "type": "host-local", "subnet": "10.42.0.0/24", "dataDir": dir.path() },
+        })
+        .to_string();
+        let reply = Call::new("ADD", "c1", conf.clone()).run(&our_plugin("host-local"));
+        reply.ok();
+        Call::new("DEL", "c1", conf)
+            .run(&our_plugin("host-local"))
+            .ok();
+    }
+    assert!(!dir.path().join("relative.log").exists());
+}
+
+#[test]
+fn bridge_and_its_ipam_delegate_share_the_log_file() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("cni.log");
+        let conf = json!({
+            "cniVersion": "1.0.0",
+            "name": "lognet",
+            "type": "bridge",
+            "bridge": "logbr0",
+            "logFile": log,
+            "ipam": { "type": "host-local", "subnet": "10.43.0.0/24", "dataDir": dir.path() },
+        })
+        .to_string();
+        let ns = Netns::new();
+        let bridge = our_plugin("bridge");
+        Call::new("ADD", "c1", conf.clone())
+            .netns(&ns.path_str())
+            .run(&bridge)
+            .ok();
+        Call::new("DEL", "c1", conf.clone())
+            .netns(&ns.path_str())
+            .run(&bridge)
+            .ok();
+        let lines = lines(&log);
+        let find = |needle: &str| {
+            assert!(
+                lines.iter().any(|l| l.contains(needle)),
+                "no line with {needle:?} in {lines:#?}"
+            );
+        };
+        find(r#"host-local: ADD network "lognet" container "c1" ifname "eth0" -> ok"#);
+        find(r#"bridge: ADD network "lognet" container "c1" ifname "eth0" -> ok"#);
+        find(r#"host-local: DEL network "lognet" container "c1" ifname "eth0" -> ok"#);
+        find(r#"bridge: DEL network "lognet" container "c1" ifname "eth0" -> ok"#);
+    });
+}
