@@ -261,6 +261,30 @@ fn dual_stack_pods_get_both_families() {
     });
 }
 
+/// kubelet-style IPAM configs often list `0.0.0.0/0` without a gateway next to
+/// `isDefaultGateway`; the reference fails ADD with "File exists" there, we add one default.
+#[test]
+fn an_ipam_default_route_next_to_is_default_gateway_gives_one_default() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let net =
+            Network::new("cni0", "unused", json!({ "isDefaultGateway": true })).with_ipam(json!({
+                "type": "host-local",
+                "subnet": "10.14.0.0/24",
+                "routes": [{ "dst": "0.0.0.0/0" }],
+            }));
+        let a = Netns::new();
+        let r = net.add("a", &a);
+        assert_eq!(r["routes"], json!([{ "dst": "0.0.0.0/0" }]));
+        let defaults = a.sh("ip -4 route show default");
+        assert_eq!(defaults.trim(), "default via 10.14.0.1 dev eth0", "{defaults}");
+        net.check("a", &a, &r).ok();
+        net.del("a", &a).ok();
+    });
+}
+
 #[test]
 fn mtu_applies_to_a_new_bridge_and_both_veth_ends() {
     if !privileged() {

@@ -103,9 +103,14 @@ pub fn configure_interface(
         if let Some(s) = r.scope {
             route = route.scope(Scope::from(u8::try_from(s).unwrap_or(0)));
         }
-        container
-            .add_route(&route)
-            .map_err(|e| CniError::internal(format!("failed to add route '{route}': {e}")))?;
+        container.add_route(&route).map_err(|e| {
+            // Name the interface, not its index.
+            let text = route.to_string().replace(
+                &format!(" dev #{}", link.index),
+                &format!(" dev {}", link.name),
+            );
+            CniError::internal(format!("failed to add route '{text}': {e}"))
+        })?;
     }
     Ok(())
 }

@@ -71,8 +71,12 @@ pub fn plan(conf: &BridgeConf, ipam: &CniResult) -> Result<AddressPlan, CniError
         if let Some(gw) = ip.gateway {
             if conf.is_default_gateway && !default_added[family] {
                 let dst = default_route(ip.address.is_ipv4())?;
-                // IPAM may already route the default through a gateway; don't add a second.
-                let has_default = routes.iter().any(|r| r.dst == dst && r.gw.is_some());
+                // IPAM may already route the default through a gateway, or name it without
+                // one (it then goes via this same gateway): a second one would fail with
+                // "File exists", as it does in the reference.
+                let has_default = routes.iter().any(|r| {
+                    r.dst == dst && (r.gw.is_some() || (r.table.is_none() && r.priority.is_none()))
+                });
                 if !has_default {
                     routes.push(Route::new(dst, Some(gw)));
                 }
@@ -169,6 +173,15 @@ mod tests {
         ));
         let p = plan(&conf(r#","isDefaultGateway":true"#), &r).unwrap();
         assert_eq!(p.routes.len(), 1);
+    }
+
+    #[test]
+    fn an_ipam_default_route_without_a_gateway_is_not_duplicated() {
+        let mut r = ipam(&[("10.1.0.5/16", Some("10.1.0.1"))]);
+        r.routes
+            .push(Route::new("0.0.0.0/0".parse().unwrap(), None));
+        let p = plan(&conf(r#","isDefaultGateway":true"#), &r).unwrap();
+        assert_eq!(p.routes, r.routes);
     }
 
     #[test]
