@@ -279,7 +279,11 @@ fn an_ipam_default_route_next_to_is_default_gateway_gives_one_default() {
         let r = net.add("a", &a);
         assert_eq!(r["routes"], json!([{ "dst": "0.0.0.0/0" }]));
         let defaults = a.sh("ip -4 route show default");
-        assert_eq!(defaults.trim(), "default via 10.14.0.1 dev eth0", "{defaults}");
+        assert_eq!(
+            defaults.trim(),
+            "default via 10.14.0.1 dev eth0",
+            "{defaults}"
+        );
         net.check("a", &a, &r).ok();
         net.del("a", &a).ok();
     });

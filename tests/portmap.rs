@@ -397,7 +397,7 @@ fn settle_v6(pod: &Netns) {
 }
 
 #[test]
-fn v6_mapping_reaches_the_pod_from_outside() {
+fn v6_mapping_reaches_the_pod_from_outside_and_from_the_host() {
     if !privileged() {
         return;
     }
@@ -421,6 +421,14 @@ fn v6_mapping_reaches_the_pod_from_outside() {
         assert_eq!(
             udp_from(Some(&out), "[2001:db8:9::1]:8080"),
             "2001:db8:9::2"
+        );
+        // From the sandbox host itself, to its own IPv6 address (output chain).
+        let from_host = tcp_from(None, "[2001:db8:9::1]:8080");
+        assert_eq!(from_host, "2001:db8:9::1", "tcp from the host");
+        assert_eq!(
+            udp_from(None, "[2001:db8:9::1]:8080"),
+            from_host,
+            "udp from the host"
         );
         // v4 still works for the same pod.
         assert_eq!(tcp_from(Some(&out), "192.0.2.1:8080"), "192.0.2.2");
