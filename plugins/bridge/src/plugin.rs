@@ -185,6 +185,10 @@ impl Bridge {
         undo: &mut Vec<Undo>,
     ) -> Result<CniResult, CniError> {
         let inv = &req.invocation;
+        // A missing IPAM plugin fails the ADD before anything is created.
+        if let Some(plugin) = &conf.ipam {
+            delegate::find_plugin(plugin, &inv.path)?;
+        }
         // IPAM runs in its own process: start it first and wire the link meanwhile.
         let (wiring, ipam) = std::thread::scope(|scope| {
             let ipam = conf.ipam.as_deref().map(|plugin| {
@@ -194,14 +198,18 @@ impl Bridge {
             });
             let wiring = wire(req, conf, host, undo);
             let ipam = ipam.map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|_| Err(CniError::internal("IPAM delegation panicked")))
+                handle.join().unwrap_or_else(|_| delegate::DelegatedAdd {
+                    exited_ok: false,
+                    result: Err(CniError::internal("IPAM delegation panicked")),
+                })
             });
             (wiring, ipam)
         });
-        if let (Some(Ok(_)), Some(plugin)) = (&ipam, &conf.ipam) {
-            undo.push(Undo::IpamLease(plugin.clone()));
+        // A delegate that exited 0 may hold a lease even if its output was unusable.
+        if let (Some(outcome), Some(plugin)) = (&ipam, &conf.ipam) {
+            if outcome.exited_ok {
+                undo.push(Undo::IpamLease(plugin.clone()));
+            }
         }
         let Wiring {
             netns,
@@ -210,7 +218,7 @@ impl Bridge {
             host_veth,
             container_link,
         } = wiring?;
-        let ipam = ipam.transpose()?;
+        let ipam = ipam.map(|outcome| outcome.result).transpose()?;
 
         let mut result = CniResult::default();
         if let Some(ipam) = ipam {
