@@ -2,7 +2,7 @@
 //! environment with CNI_COMMAND set and the exact stdin bytes we received; its error object is
 //! passed upward with its own code.
 
-use crate::env::Command;
+use crate::env::{Command, Invocation};
 use crate::error::{CniError, ErrorCode};
 use crate::result::CniResult;
 use crate::version::Version;
@@ -49,11 +49,40 @@ pub fn find_plugin(plugin: &str, cni_path: &[PathBuf]) -> Result<PathBuf, CniErr
     )))
 }
 
+/// The CNI variables a delegate gets: our own, taken from `inv` (what our caller passed,
+/// also when the skel runs in process with an injected environment).
+fn cni_env(inv: &Invocation) -> Vec<(&'static str, Option<String>)> {
+    let path: Vec<String> = inv.path.iter().map(|p| p.display().to_string()).collect();
+    let text = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+    vec![
+        ("CNI_CONTAINERID", text(&inv.container_id)),
+        (
+            "CNI_NETNS",
+            inv.netns.as_ref().map(|p| p.display().to_string()),
+        ),
+        ("CNI_IFNAME", text(&inv.ifname)),
+        ("CNI_ARGS", text(&inv.args)),
+        ("CNI_PATH", text(&path.join(":"))),
+    ]
+}
+
 /// Runs `binary` for `command` and returns its stdout on success.
-pub fn exec(binary: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
+pub fn exec(
+    binary: &Path,
+    command: Command,
+    inv: &Invocation,
+    stdin: &[u8],
+) -> Result<Vec<u8>, CniError> {
     let mut attempt = 0;
     let mut child = loop {
-        let spawned = std::process::Command::new(binary)
+        let mut cmd = std::process::Command::new(binary);
+        for (key, value) in cni_env(inv) {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
+        }
+        let spawned = cmd
             .env("CNI_COMMAND", command.as_str())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -108,7 +137,7 @@ pub struct DelegatedAdd {
 /// ADD through the delegate; its result is parsed in the request's version.
 pub fn delegate_add(
     plugin: &str,
-    cni_path: &[PathBuf],
+    inv: &Invocation,
     stdin: &[u8],
     version: Version,
 ) -> DelegatedAdd {
@@ -116,11 +145,11 @@ pub fn delegate_add(
         exited_ok: false,
         result: Err(e),
     };
-    let binary = match find_plugin(plugin, cni_path) {
+    let binary = match find_plugin(plugin, &inv.path) {
         Ok(b) => b,
         Err(e) => return failed(e),
     };
-    let out = match exec(&binary, Command::Add, stdin) {
+    let out = match exec(&binary, Command::Add, inv, stdin) {
         Ok(out) => out,
         Err(e) => return failed(e),
     };
@@ -145,11 +174,11 @@ pub fn delegate_add(
 pub fn delegate(
     plugin: &str,
     command: Command,
-    cni_path: &[PathBuf],
+    inv: &Invocation,
     stdin: &[u8],
 ) -> Result<(), CniError> {
-    let binary = find_plugin(plugin, cni_path)?;
-    exec(&binary, command, stdin).map(|_| ())
+    let binary = find_plugin(plugin, &inv.path)?;
+    exec(&binary, command, inv, stdin).map(|_| ())
 }
 
 #[cfg(test)]

@@ -36,12 +36,9 @@ impl Rollback<'_> {
         for step in self.steps.into_iter().rev() {
             let outcome = match &step {
                 Undo::HostVeth(name) => host.delete_link_by_name(name).map(|_| ()).map_err(kernel),
-                Undo::IpamLease(plugin) => delegate::delegate(
-                    plugin,
-                    Command::Del,
-                    &self.req.invocation.path,
-                    &self.req.stdin,
-                ),
+                Undo::IpamLease(plugin) => {
+                    delegate::delegate(plugin, Command::Del, &self.req.invocation, &self.req.stdin)
+                }
                 Undo::Masquerade => masq::del(self.conf, &attachment),
                 Undo::MacSpoofCheck => macspoof::del(
                     &self.req.invocation.container_id,
@@ -192,9 +189,7 @@ impl Bridge {
         // IPAM runs in its own process: start it first and wire the link meanwhile.
         let (wiring, ipam) = std::thread::scope(|scope| {
             let ipam = conf.ipam.as_deref().map(|plugin| {
-                scope.spawn(move || {
-                    delegate::delegate_add(plugin, &inv.path, &req.stdin, req.version)
-                })
+                scope.spawn(move || delegate::delegate_add(plugin, inv, &req.stdin, req.version))
             });
             let wiring = wire(req, conf, host, undo);
             let ipam = ipam.map(|handle| {
@@ -342,9 +337,7 @@ impl Plugin for Bridge {
             failures.push(e);
         }
         if let Some(plugin) = &conf.ipam {
-            if let Err(e) =
-                delegate::delegate(plugin, Command::Del, &req.invocation.path, &req.stdin)
-            {
+            if let Err(e) = delegate::delegate(plugin, Command::Del, &req.invocation, &req.stdin) {
                 failures.push(e);
             }
         }
@@ -370,9 +363,7 @@ impl Plugin for Bridge {
         let conf = load(req)?;
         let mut failures = Vec::new();
         if let Some(plugin) = &conf.ipam {
-            if let Err(e) =
-                delegate::delegate(plugin, Command::Gc, &req.invocation.path, &req.stdin)
-            {
+            if let Err(e) = delegate::delegate(plugin, Command::Gc, &req.invocation, &req.stdin) {
                 failures.push(e);
             }
         }
@@ -402,7 +393,7 @@ impl Plugin for Bridge {
         let conf = load(req)?;
         match &conf.ipam {
             Some(plugin) => {
-                delegate::delegate(plugin, Command::Status, &req.invocation.path, &req.stdin)
+                delegate::delegate(plugin, Command::Status, &req.invocation, &req.stdin)
             }
             None => Ok(()),
         }
