@@ -452,34 +452,37 @@ enum PathChoice {
 }
 
 fn env() -> impl Strategy<Value = Env> {
+    // Mostly valid, so that many inputs get past the skel into the plugins.
     let command = prop::option::weighted(
-        0.95,
+        0.97,
         prop_oneof![
-            6 => select(&["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"][..])
-                .prop_map(str::to_string),
+            8 => Just("ADD".to_string()),
+            3 => Just("DEL".to_string()),
+            2 => Just("CHECK".to_string()),
+            1 => select(&["GC", "STATUS", "VERSION"][..]).prop_map(str::to_string),
             1 => hostile_text(),
         ],
     );
     let id = prop::option::weighted(
-        0.95,
-        prop_oneof![3 => Just("fuzz-c1".to_string()), 1 => hostile_text()],
+        0.97,
+        prop_oneof![8 => Just("fuzz-c1".to_string()), 1 => hostile_text()],
     );
     let netns = prop::option::weighted(
-        0.9,
+        0.95,
         prop_oneof![
-            3 => Just(NetnsChoice::Sandbox),
+            8 => Just(NetnsChoice::Sandbox),
             1 => hostile_text().prop_map(NetnsChoice::Text),
         ],
     );
     let ifname = prop::option::weighted(
-        0.95,
-        prop_oneof![3 => Just("eth0".to_string()), 1 => hostile_text()],
+        0.97,
+        prop_oneof![8 => Just("eth0".to_string()), 1 => hostile_text()],
     );
     let args = prop::option::weighted(0.5, cni_args());
     let path = prop::option::weighted(
-        0.95,
+        0.97,
         prop_oneof![
-            4 => Just(PathChoice::Plugins),
+            8 => Just(PathChoice::Plugins),
             1 => Just(PathChoice::Empty),
             1 => hostile_text().prop_map(PathChoice::Text),
         ],
@@ -632,6 +635,9 @@ fn run_in_process(kind: Kind, world: &World, env: &Env, stdin: &Stdin) -> Result
         1 => {
             check_error_json(&out).map_err(|e| format!("{kind:?} {vars:?}: {e}"))?;
             let v: Value = serde_json::from_slice(&out).map_err(|e| e.to_string())?;
+            if std::env::var_os("FUZZ_SHOW").is_some() {
+                eprintln!("FUZZ {kind:?} {} {}", v["code"], v["msg"]);
+            }
             Ok(format!("code {}", v["code"]))
         }
         s => Err(format!("exit status {s}")),
@@ -676,8 +682,15 @@ fn fuzz_in_process(kind: Kind) {
             cases.fetch_add(1, Ordering::Relaxed);
             let outcome =
                 run_in_process(kind, &world, &env, &stdin).map_err(TestCaseError::fail)?;
+            // Successes by verb: how many inputs got all the way through.
+            let key = match env.command.as_deref() {
+                Some(c @ ("ADD" | "DEL" | "CHECK" | "GC" | "STATUS")) if outcome == "ok" => {
+                    format!("{c} ok")
+                }
+                _ => outcome,
+            };
             if let Ok(mut t) = tally.lock() {
-                *t.entry(outcome).or_default() += 1;
+                *t.entry(key).or_default() += 1;
             }
             Ok(())
         });
