@@ -32,11 +32,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const ALLOWED_CODES: &[u64] = &[1, 2, 3, 4, 5, 6, 7, 11, 50, 51, 999];
 
 /// Cases per in-process run of one plugin (each may exec the IPAM delegate).
-const IN_PROCESS_CASES: u32 = 500;
+const IN_PROCESS_CASES: u32 = 1000;
 /// Cases per pure parser property.
-const PARSER_CASES: u32 = 1500;
+const PARSER_CASES: u32 = 2000;
 /// Generated hostile invocations per real binary.
-const EXEC_CASES: usize = 200;
+const EXEC_CASES: usize = 250;
 
 const HOSTILE: &[&str] = &[
     "",
@@ -696,6 +696,27 @@ fn fuzz_in_process(kind: Kind) {
         });
         if let Err(e) = outcome {
             panic!("{kind:?}: {e}");
+        }
+        // Whatever succeeded or failed, no lease is half-written and no temp file is left.
+        for net in std::fs::read_dir(world.data.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for name in lease_names(&net.path()) {
+                let content = std::fs::read_to_string(net.path().join(&name)).unwrap_or_default();
+                assert!(
+                    content.contains("\r\n") && !content.starts_with('\r'),
+                    "lease {name} holds {content:?}"
+                );
+            }
+            let index = std::fs::read_dir(net.path().join(".index"))
+                .into_iter()
+                .flatten();
+            for entry in index.flatten() {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                assert!(!file.starts_with(".tmp-"), "temp file left: {file}");
+            }
         }
     });
     eprintln!(
