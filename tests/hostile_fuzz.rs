@@ -439,6 +439,8 @@ struct Env {
 #[derive(Clone, Debug)]
 enum NetnsChoice {
     Sandbox,
+    /// An existing path that is not a netns: a directory, a regular file, /dev/null.
+    NotNetns(usize),
     Text(String),
 }
 
@@ -471,6 +473,7 @@ fn env() -> impl Strategy<Value = Env> {
         0.95,
         prop_oneof![
             8 => Just(NetnsChoice::Sandbox),
+            1 => (0usize..3).prop_map(NetnsChoice::NotNetns),
             1 => hostile_text().prop_map(NetnsChoice::Text),
         ],
     );
@@ -527,12 +530,17 @@ struct World {
     empty: tempfile::TempDir,
     plugins: tempfile::TempDir,
     netns: Netns,
+    not_netns: std::path::PathBuf,
 }
 
 impl World {
     fn new() -> World {
+        let data = tempfile::tempdir().expect("tempdir");
+        let not_netns = data.path().join("not-a-netns");
+        std::fs::write(&not_netns, "x").expect("write");
         World {
-            data: tempfile::tempdir().expect("tempdir"),
+            data,
+            not_netns,
             empty: tempfile::tempdir().expect("tempdir"),
             plugins: plugin_dir(),
             netns: Netns::new(),
@@ -552,6 +560,9 @@ impl World {
             "CNI_NETNS",
             env.netns.as_ref().map(|n| match n {
                 NetnsChoice::Sandbox => self.netns.path_str(),
+                NetnsChoice::NotNetns(0) => self.empty.path().display().to_string(),
+                NetnsChoice::NotNetns(1) => "/dev/null".to_string(),
+                NetnsChoice::NotNetns(_) => self.not_netns.display().to_string(),
                 NetnsChoice::Text(t) => harmless_path(t),
             }),
         );
