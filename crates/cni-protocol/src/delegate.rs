@@ -2,11 +2,12 @@
 //! environment with CNI_COMMAND set and the exact stdin bytes we received; its error object is
 //! passed upward with its own code.
 
-use crate::env::Command;
+use crate::env::{Command, Invocation};
 use crate::error::{CniError, ErrorCode};
 use crate::result::CniResult;
 use crate::version::Version;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -24,9 +25,22 @@ pub fn find_plugin(plugin: &str, cni_path: &[PathBuf]) -> Result<PathBuf, CniErr
     }
     for dir in cni_path {
         let candidate = dir.join(plugin);
-        if candidate.metadata().is_ok_and(|m| m.is_file()) {
-            return Ok(candidate);
+        let Ok(meta) = candidate.metadata() else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
         }
+        // A config naming this very binary as its delegate (`"ipam":{"type":"bridge"}`) would
+        // make each copy exec the next, without end.
+        let me = std::fs::metadata("/proc/self/exe");
+        if me.is_ok_and(|me| (me.dev(), me.ino()) == (meta.dev(), meta.ino())) {
+            return Err(CniError::invalid_config(format!(
+                "refusing to delegate to {plugin:?} ({}): it is this plugin itself",
+                candidate.display()
+            )));
+        }
+        return Ok(candidate);
     }
     let dirs: Vec<String> = cni_path.iter().map(|d| d.display().to_string()).collect();
     Err(CniError::invalid_config(format!(
@@ -35,11 +49,40 @@ pub fn find_plugin(plugin: &str, cni_path: &[PathBuf]) -> Result<PathBuf, CniErr
     )))
 }
 
+/// The CNI variables a delegate gets: our own, taken from `inv` (what our caller passed,
+/// also when the skel runs in process with an injected environment).
+fn cni_env(inv: &Invocation) -> Vec<(&'static str, Option<String>)> {
+    let path: Vec<String> = inv.path.iter().map(|p| p.display().to_string()).collect();
+    let text = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+    vec![
+        ("CNI_CONTAINERID", text(&inv.container_id)),
+        (
+            "CNI_NETNS",
+            inv.netns.as_ref().map(|p| p.display().to_string()),
+        ),
+        ("CNI_IFNAME", text(&inv.ifname)),
+        ("CNI_ARGS", text(&inv.args)),
+        ("CNI_PATH", text(&path.join(":"))),
+    ]
+}
+
 /// Runs `binary` for `command` and returns its stdout on success.
-pub fn exec(binary: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
+pub fn exec(
+    binary: &Path,
+    command: Command,
+    inv: &Invocation,
+    stdin: &[u8],
+) -> Result<Vec<u8>, CniError> {
     let mut attempt = 0;
     let mut child = loop {
-        let spawned = std::process::Command::new(binary)
+        let mut cmd = std::process::Command::new(binary);
+        for (key, value) in cni_env(inv) {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
+        }
+        let spawned = cmd
             .env("CNI_COMMAND", command.as_str())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -82,34 +125,60 @@ pub fn exec(binary: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>, Cn
     )))
 }
 
+/// How a delegated ADD ended.
+#[derive(Debug)]
+pub struct DelegatedAdd {
+    /// The delegate ran and exited 0, so it may hold state (a lease) even when its output
+    /// turned out unusable: a caller rolling back must then call DEL.
+    pub exited_ok: bool,
+    pub result: Result<CniResult, CniError>,
+}
+
 /// ADD through the delegate; its result is parsed in the request's version.
 pub fn delegate_add(
     plugin: &str,
-    cni_path: &[PathBuf],
+    inv: &Invocation,
     stdin: &[u8],
     version: Version,
-) -> Result<CniResult, CniError> {
-    let binary = find_plugin(plugin, cni_path)?;
-    let out = exec(&binary, Command::Add, stdin)?;
-    let value: serde_json::Value = serde_json::from_slice(&out).map_err(|e| {
-        CniError::new(
-            ErrorCode::Decode,
-            format!("cannot parse the result of IPAM plugin {plugin:?}: {e}"),
-        )
-    })?;
-    CniResult::parse(&value, version)
-        .map_err(|e| e.context(format!("result of IPAM plugin {plugin:?}")))
+) -> DelegatedAdd {
+    let failed = |e| DelegatedAdd {
+        exited_ok: false,
+        result: Err(e),
+    };
+    let binary = match find_plugin(plugin, &inv.path) {
+        Ok(b) => b,
+        Err(e) => return failed(e),
+    };
+    let out = match exec(&binary, Command::Add, inv, stdin) {
+        Ok(out) => out,
+        Err(e) => return failed(e),
+    };
+    let result = serde_json::from_slice::<serde_json::Value>(&out)
+        .map_err(|e| {
+            CniError::new(
+                ErrorCode::Decode,
+                format!("cannot parse the result of IPAM plugin {plugin:?}: {e}"),
+            )
+        })
+        .and_then(|value| {
+            CniResult::parse(&value, version)
+                .map_err(|e| e.context(format!("result of IPAM plugin {plugin:?}")))
+        });
+    DelegatedAdd {
+        exited_ok: true,
+        result,
+    }
 }
 
 /// DEL, CHECK, GC or STATUS through the delegate (no output expected).
 pub fn delegate(
     plugin: &str,
     command: Command,
-    cni_path: &[PathBuf],
+    inv: &Invocation,
     stdin: &[u8],
 ) -> Result<(), CniError> {
-    let binary = find_plugin(plugin, cni_path)?;
-    exec(&binary, command, stdin).map(|_| ())
+    let binary = find_plugin(plugin, &inv.path)?;
+    exec(&binary, command, inv, stdin).map(|_| ())
 }
 
 #[cfg(test)]

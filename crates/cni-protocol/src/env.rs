@@ -157,9 +157,12 @@ pub fn validate_ifname(name: &str) -> Result<(), CniError> {
     if name == "." || name == ".." {
         return Err(CniError::invalid_env("interface name is . or .."));
     }
+    // The kernel's isspace() also holds for the byte 0xA0, found inside many UTF-8 sequences
+    // (e.g. U+16FE0): the kernel refuses such names, so they are refused here with a code.
     if name
         .chars()
         .any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0')
+        || name.bytes().any(|b| b == 0xA0)
     {
         return Err(CniError::invalid_env(
             "interface name contains / or : or whitespace characters",
@@ -246,9 +249,19 @@ mod tests {
             );
         }
         assert!(validate_ifname("eth0").is_ok());
-        for bad in ["", ".", "..", "a/b", "a:b", "a b", "0123456789abcdef"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a:b",
+            "a b",
+            "0123456789abcdef",
+            "a\u{16fe0}",
+        ] {
             assert!(validate_ifname(bad).is_err(), "{bad}");
         }
         assert!(validate_ifname("0123456789abcde").is_ok());
+        assert!(validate_ifname("eth-é").is_ok());
     }
 }

@@ -256,7 +256,18 @@ impl CniResult {
     /// `cniVersion` (pre-1.0 prevResults may lack it).
     pub fn parse(v: &Value, default_version: Version) -> Result<CniResult, CniError> {
         let version = match v.get("cniVersion").and_then(Value::as_str) {
-            Some(text) if !text.is_empty() => Version::parse(text)?,
+            // As the reference: a result is read only in a version we know (a "9.9.9" result
+            // is not guessed to have the newest shape).
+            Some(text) if !text.is_empty() => {
+                let parsed = Version::parse(text)?;
+                if !Version::is_supported(text) {
+                    return Err(CniError::new(
+                        ErrorCode::IncompatibleVersion,
+                        format!("unsupported CNI result version {text:?}"),
+                    ));
+                }
+                parsed
+            }
             _ => default_version,
         };
         let dns = match v.get("dns") {

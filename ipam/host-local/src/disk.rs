@@ -429,8 +429,9 @@ impl DiskStore {
             .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
             .open(&self.dir);
         if let Ok(mut file) = unnamed {
-            file.write_all(content.as_bytes())
-                .map_err(|e| io_err("writing lease", e))?;
+            file.write_all(content.as_bytes()).map_err(|e| {
+                io_err(format_args!("writing a lease in {}", self.dir.display()), e)
+            })?;
             return Ok(LeaseTemplate::Unnamed(file));
         }
         let path = self.temp_path("lease");
@@ -445,7 +446,7 @@ impl DiskStore {
         };
         if let Err(e) = write() {
             let _ = fs::remove_file(&path);
-            return Err(io_err("writing lease", e));
+            return Err(io_err(format_args!("writing {}", path.display()), e));
         }
         Ok(LeaseTemplate::Named(path))
     }

@@ -3,6 +3,8 @@
 
 use cni_protocol::result::Dns;
 use cni_protocol::CniError;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 pub fn parse(text: &str) -> Dns {
@@ -28,12 +30,35 @@ pub fn parse(text: &str) -> Dns {
     dns
 }
 
+/// The most of a resolv.conf we read; glibc itself only looks at the first few entries.
+const MAX_RESOLV_CONF_BYTES: u64 = 1024 * 1024;
+
+/// Reads `path`, which must be a regular file: a FIFO, `/dev/zero` or a directory named by a
+/// hostile config is refused instead of hanging or exhausting memory.
 pub fn read(path: &Path) -> Result<Dns, CniError> {
-    std::fs::read_to_string(path)
-        .map(|text| parse(&text))
-        .map_err(|e| {
-            CniError::invalid_config(format!("cannot read resolvConf {}: {e}", path.display()))
-        })
+    let refuse = |e: &dyn std::fmt::Display| {
+        CniError::invalid_config(format!("cannot read resolvConf {}: {e}", path.display()))
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer.
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| refuse(&e))?;
+    let meta = file.metadata().map_err(|e| refuse(&e))?;
+    if !meta.is_file() {
+        return Err(refuse(&"not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_RESOLV_CONF_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| refuse(&e))?;
+    if bytes.len() as u64 > MAX_RESOLV_CONF_BYTES {
+        return Err(refuse(&format_args!(
+            "larger than {MAX_RESOLV_CONF_BYTES} bytes"
+        )));
+    }
+    Ok(parse(&String::from_utf8_lossy(&bytes)))
 }
 
 #[cfg(test)]

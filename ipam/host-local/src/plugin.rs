@@ -99,7 +99,18 @@ impl Plugin for HostLocal {
         let owner = attachment(req);
         let mut store = open_store(&conf.store, req)?;
         let allocation = allocate_all(&mut store, &conf, &owner);
-        store.commit().map_err(store_error)?;
+        if let Err(e) = store.commit() {
+            // The leases are whole files but ADD fails (e.g. no room for the index): take them
+            // back. If that commit fails too, the changed directory no longer matches the saved
+            // stamp, so the next command rebuilds the index from the lease files.
+            for (ip, _) in allocation.iter().flatten() {
+                if let Err(release) = store.release(*ip, &owner) {
+                    eprintln!("host-local: rolling back {ip} for {owner}: {release}");
+                }
+            }
+            let _ = store.commit();
+            return Err(store_error(e));
+        }
         let ips = allocation?
             .into_iter()
             .map(|(ip, i)| {

@@ -37,7 +37,7 @@ pub fn check(req: &Request, conf: &BridgeConf) -> Result<(), CniError> {
         .prev_result()?
         .ok_or_else(|| CniError::invalid_config("Required prevResult missing"))?;
     if let Some(plugin) = &conf.ipam {
-        delegate::delegate(plugin, Command::Check, &inv.path, &req.stdin)?;
+        delegate::delegate(plugin, Command::Check, inv, &req.stdin)?;
     }
 
     let mut host = RouteSocket::open().map_err(kernel)?;

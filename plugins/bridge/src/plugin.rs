@@ -36,12 +36,9 @@ impl Rollback<'_> {
         for step in self.steps.into_iter().rev() {
             let outcome = match &step {
                 Undo::HostVeth(name) => host.delete_link_by_name(name).map(|_| ()).map_err(kernel),
-                Undo::IpamLease(plugin) => delegate::delegate(
-                    plugin,
-                    Command::Del,
-                    &self.req.invocation.path,
-                    &self.req.stdin,
-                ),
+                Undo::IpamLease(plugin) => {
+                    delegate::delegate(plugin, Command::Del, &self.req.invocation, &self.req.stdin)
+                }
                 Undo::Masquerade => masq::del(self.conf, &attachment),
                 Undo::MacSpoofCheck => macspoof::del(
                     &self.req.invocation.container_id,
@@ -185,23 +182,29 @@ impl Bridge {
         undo: &mut Vec<Undo>,
     ) -> Result<CniResult, CniError> {
         let inv = &req.invocation;
+        // A missing IPAM plugin fails the ADD before anything is created.
+        if let Some(plugin) = &conf.ipam {
+            delegate::find_plugin(plugin, &inv.path)?;
+        }
         // IPAM runs in its own process: start it first and wire the link meanwhile.
         let (wiring, ipam) = std::thread::scope(|scope| {
             let ipam = conf.ipam.as_deref().map(|plugin| {
-                scope.spawn(move || {
-                    delegate::delegate_add(plugin, &inv.path, &req.stdin, req.version)
-                })
+                scope.spawn(move || delegate::delegate_add(plugin, inv, &req.stdin, req.version))
             });
             let wiring = wire(req, conf, host, undo);
             let ipam = ipam.map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|_| Err(CniError::internal("IPAM delegation panicked")))
+                handle.join().unwrap_or_else(|_| delegate::DelegatedAdd {
+                    exited_ok: false,
+                    result: Err(CniError::internal("IPAM delegation panicked")),
+                })
             });
             (wiring, ipam)
         });
-        if let (Some(Ok(_)), Some(plugin)) = (&ipam, &conf.ipam) {
-            undo.push(Undo::IpamLease(plugin.clone()));
+        // A delegate that exited 0 may hold a lease even if its output was unusable.
+        if let (Some(outcome), Some(plugin)) = (&ipam, &conf.ipam) {
+            if outcome.exited_ok {
+                undo.push(Undo::IpamLease(plugin.clone()));
+            }
         }
         let Wiring {
             netns,
@@ -210,7 +213,7 @@ impl Bridge {
             host_veth,
             container_link,
         } = wiring?;
-        let ipam = ipam.transpose()?;
+        let ipam = ipam.map(|outcome| outcome.result).transpose()?;
 
         let mut result = CniResult::default();
         if let Some(ipam) = ipam {
@@ -334,9 +337,7 @@ impl Plugin for Bridge {
             failures.push(e);
         }
         if let Some(plugin) = &conf.ipam {
-            if let Err(e) =
-                delegate::delegate(plugin, Command::Del, &req.invocation.path, &req.stdin)
-            {
+            if let Err(e) = delegate::delegate(plugin, Command::Del, &req.invocation, &req.stdin) {
                 failures.push(e);
             }
         }
@@ -362,9 +363,7 @@ impl Plugin for Bridge {
         let conf = load(req)?;
         let mut failures = Vec::new();
         if let Some(plugin) = &conf.ipam {
-            if let Err(e) =
-                delegate::delegate(plugin, Command::Gc, &req.invocation.path, &req.stdin)
-            {
+            if let Err(e) = delegate::delegate(plugin, Command::Gc, &req.invocation, &req.stdin) {
                 failures.push(e);
             }
         }
@@ -394,7 +393,7 @@ impl Plugin for Bridge {
         let conf = load(req)?;
         match &conf.ipam {
             Some(plugin) => {
-                delegate::delegate(plugin, Command::Status, &req.invocation.path, &req.stdin)
+                delegate::delegate(plugin, Command::Status, &req.invocation, &req.stdin)
             }
             None => Ok(()),
         }
