@@ -7,6 +7,7 @@ use crate::error::{CniError, ErrorCode};
 use crate::result::CniResult;
 use crate::version::Version;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -37,14 +38,63 @@ pub fn find_plugin(plugin: &str, cni_path: &[PathBuf]) -> Result<PathBuf, CniErr
 
 /// Runs `binary` for `command` and returns its stdout on success.
 pub fn exec(binary: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
+    run(binary, command, stdin).map_err(|f| f.error)
+}
+
+/// A failed delegation, and whether the delegate may have left state behind.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: CniError,
+    /// The delegate ran but gave no usable answer (killed, crashed, unparseable output), so it
+    /// may hold state for this attachment: a lease written before it died. A delegate that
+    /// answered with an error object has cleaned up after itself, or holds state that is not
+    /// ours (a duplicate ADD's lease), so it must not be undone.
+    pub state_unknown: bool,
+}
+
+impl Failure {
+    fn answered(error: CniError) -> Failure {
+        Failure {
+            error,
+            state_unknown: false,
+        }
+    }
+
+    fn unknown(error: CniError) -> Failure {
+        Failure {
+            error,
+            state_unknown: true,
+        }
+    }
+}
+
+fn run(binary: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>, Failure> {
     let mut attempt = 0;
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
     let mut child = loop {
-        let spawned = std::process::Command::new(binary)
-            .env("CNI_COMMAND", command.as_str())
+        let mut cmd = std::process::Command::new(binary);
+        cmd.env("CNI_COMMAND", command.as_str())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn();
+            .stderr(Stdio::inherit());
+        // A delegate must not outlive us: if the runtime kills us on timeout mid-ADD and then
+        // calls DEL, an orphaned IPAM ADD could take its lease after that DEL ran, leaking it.
+        // SAFETY: the closure runs between fork and exec and makes only async-signal-safe
+        // system calls (prctl, getppid).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // We may have died before the prctl: then the child was already re-parented.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let spawned = cmd.spawn();
         match spawned {
             Ok(child) => break child,
             // The binary is being replaced (an upgrade in progress): libcni retries too.
@@ -53,10 +103,10 @@ pub fn exec(binary: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>, Cn
                 std::thread::sleep(Duration::from_millis(50 * attempt));
             }
             Err(e) => {
-                return Err(CniError::internal(format!(
+                return Err(Failure::answered(CniError::internal(format!(
                     "failed to execute {}: {e}",
                     binary.display()
-                )));
+                ))));
             }
         }
     };
@@ -64,41 +114,46 @@ pub fn exec(binary: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>, Cn
         // A delegate may exit without reading stdin; its exit status tells what happened.
         let _ = input.write_all(stdin);
     }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| CniError::internal(format!("failed to wait for {}: {e}", binary.display())))?;
+    let output = child.wait_with_output().map_err(|e| {
+        Failure::unknown(CniError::internal(format!(
+            "failed to wait for {}: {e}",
+            binary.display()
+        )))
+    })?;
     if output.status.success() {
         return Ok(output.stdout);
     }
     if let Some(err) = CniError::from_json(&output.stdout) {
-        return Err(err);
+        return Err(Failure::answered(err));
     }
     let text = String::from_utf8_lossy(&output.stdout);
-    Err(CniError::internal(format!(
+    Err(Failure::unknown(CniError::internal(format!(
         "{} failed ({}) without an error object: {:?}",
         binary.display(),
         output.status,
         text.trim()
-    )))
+    ))))
 }
 
-/// ADD through the delegate; its result is parsed in the request's version.
+/// ADD through the delegate; its result is parsed in the request's version. On failure, says
+/// whether the caller must DEL through the delegate to undo what it may have done.
 pub fn delegate_add(
     plugin: &str,
     cni_path: &[PathBuf],
     stdin: &[u8],
     version: Version,
-) -> Result<CniResult, CniError> {
-    let binary = find_plugin(plugin, cni_path)?;
-    let out = exec(&binary, Command::Add, stdin)?;
+) -> Result<CniResult, Failure> {
+    let binary = find_plugin(plugin, cni_path).map_err(Failure::answered)?;
+    let out = run(&binary, Command::Add, stdin)?;
+    // It succeeded, so it holds state even when its result is unusable.
     let value: serde_json::Value = serde_json::from_slice(&out).map_err(|e| {
-        CniError::new(
+        Failure::unknown(CniError::new(
             ErrorCode::Decode,
             format!("cannot parse the result of IPAM plugin {plugin:?}: {e}"),
-        )
+        ))
     })?;
     CniResult::parse(&value, version)
-        .map_err(|e| e.context(format!("result of IPAM plugin {plugin:?}")))
+        .map_err(|e| Failure::unknown(e.context(format!("result of IPAM plugin {plugin:?}"))))
 }
 
 /// DEL, CHECK, GC or STATUS through the delegate (no output expected).

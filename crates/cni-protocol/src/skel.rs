@@ -85,6 +85,8 @@ pub fn run(
             if write_json(stdout, &output).is_err() {
                 return 1;
             }
+            // Only ADD prints a result: the runtime may have read it, but sees the plugin die.
+            crate::crash::point(crate::crash::RESULT_PRINTED);
             0
         }
         Ok(None) => 0,

@@ -6,8 +6,8 @@ use crate::errors::kernel;
 use crate::naming::host_veth_name;
 use crate::plan::{plan, AddressPlan};
 use crate::{check, container, host, macspoof, masq};
-use cni_protocol::delegate;
 use cni_protocol::result::Interface;
+use cni_protocol::{crash, delegate};
 use cni_protocol::{CniError, CniResult, Command, ErrorCode, Plugin, Request};
 use netops::{AddrGenMode, Link, MacAddr, Netns, RouteSocket, VethEnd};
 use std::path::Path;
@@ -161,6 +161,7 @@ fn wire(
     // Registered first: deleting by our derived name is harmless if creation failed.
     undo.push(Undo::HostVeth(host_name.clone()));
     let host_veth = create_veth(host, &netns, conf, &bridge, &host_name, &inv.ifname)?;
+    crash::point("veth-created");
     let _ = netops::set_accept_ra(&host_name, 0);
     host::configure_port(host, conf, host_veth.index)?;
     let container_link = container
@@ -189,20 +190,35 @@ impl Bridge {
         let (wiring, ipam) = std::thread::scope(|scope| {
             let ipam = conf.ipam.as_deref().map(|plugin| {
                 scope.spawn(move || {
-                    delegate::delegate_add(plugin, &inv.path, &req.stdin, req.version)
+                    let leased = delegate::delegate_add(plugin, &inv.path, &req.stdin, req.version);
+                    if leased.is_ok() {
+                        crash::point("ipam-returned");
+                    }
+                    leased
                 })
             });
             let wiring = wire(req, conf, host, undo);
             let ipam = ipam.map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|_| Err(CniError::internal("IPAM delegation panicked")))
+                handle.join().unwrap_or_else(|_| {
+                    Err(delegate::Failure {
+                        error: CniError::internal("IPAM delegation panicked"),
+                        state_unknown: true,
+                    })
+                })
             });
             (wiring, ipam)
         });
-        if let (Some(Ok(_)), Some(plugin)) = (&ipam, &conf.ipam) {
+        // Undo the delegate's ADD if it succeeded, or died without answering (it may have
+        // written a lease first); not if it refused, which may concern another ADD's lease.
+        let ipam_holds_state = match &ipam {
+            Some(Ok(_)) => true,
+            Some(Err(failure)) => failure.state_unknown,
+            None => false,
+        };
+        if let (true, Some(plugin)) = (ipam_holds_state, &conf.ipam) {
             undo.push(Undo::IpamLease(plugin.clone()));
         }
+        let ipam = ipam.map(|r| r.map_err(|failure| failure.error));
         let Wiring {
             netns,
             mut container,
@@ -221,11 +237,13 @@ impl Bridge {
             if conf.is_gateway {
                 host::ensure_gateway_addresses(host, conf, &bridge, &plan.bridge_addresses)?;
                 host::enable_forwarding(plan.has_ipv4_gateway(), plan.has_ipv6_gateway())?;
+                crash::point("gateway-set");
             }
             if conf.ip_masq {
                 let addresses: Vec<_> = plan.ips.iter().map(|i| i.address).collect();
                 undo.push(Undo::Masquerade);
                 masq::add(conf, &attachment(req), &addresses)?;
+                crash::point("masquerade-set");
             }
             result.ips = plan.ips;
             result.routes = plan.routes;
@@ -249,6 +267,7 @@ impl Bridge {
                 &host_veth.name,
                 mac.octets(),
             )?;
+            crash::point("macspoof-set");
         }
 
         // The bridge's MAC follows its ports until pinned: report what it is now.

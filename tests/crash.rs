@@ -1,0 +1,625 @@
+//! Crash consistency: an ADD killed (SIGKILL) after any of its steps leaves nothing that DEL or
+//! GC of the same attachment cannot remove, and a retried ADD works; leases survive a simulated
+//! reboot and are released by DEL with a vanished netns or by GC with the runtime's list.
+//!
+//! The crash switch (`CNI_RS_CRASH_AFTER=<binary>:<step>`, see `cni_protocol::crash`) exists in
+//! debug builds only, which is what `cargo test` runs against.
+
+use cni_protocol::crash;
+use cni_suite_tests::sandbox::{in_sandbox, privileged, sh, sh_ok, Netns};
+use cni_suite_tests::{
+    lease_names, our_bin_dir, our_plugin, reference_plugin, Call, REFERENCE_DIR,
+};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const NET: &str = "crashnet";
+/// The first two addresses host-local hands out in [`SUBNET`]: the crashed ADD's and the retry's.
+const SUBNET: &str = "10.77.0.0/24";
+const POD_IPS: [&str; 2] = ["10.77.0.2", "10.77.0.3"];
+
+struct Network {
+    data: tempfile::TempDir,
+    conf: Value,
+    bin: PathBuf,
+    cni_path: String,
+}
+
+impl Network {
+    /// Every optional step on, so an ADD passes each crash point.
+    fn new(backend: &str) -> Network {
+        let data = tempfile::tempdir().expect("tempdir");
+        let conf = json!({
+            "cniVersion": "1.1.0",
+            "name": NET,
+            "type": "bridge",
+            "bridge": "cni0",
+            "isDefaultGateway": true,
+            "ipMasq": true,
+            "ipMasqBackend": backend,
+            "macspoofchk": true,
+            "ipam": { "type": "host-local", "subnet": SUBNET, "dataDir": data.path() },
+        });
+        Network {
+            data,
+            conf,
+            bin: our_plugin("bridge"),
+            cni_path: our_bin_dir().display().to_string(),
+        }
+    }
+
+    /// The same network run by the reference binaries (its host-local included); v1.1.1 has
+    /// no `ipMasqBackend` (iptables only) and no `macspoofchk`.
+    fn reference(bin: PathBuf) -> Network {
+        let mut net = Network::new("iptables");
+        if let Some(c) = net.conf.as_object_mut() {
+            c.remove("ipMasqBackend");
+            c.remove("macspoofchk");
+        }
+        net.conf["cniVersion"] = json!("1.0.0");
+        net.bin = bin;
+        net.cni_path = REFERENCE_DIR.to_string();
+        net
+    }
+
+    fn call(&self, command: &str, id: &str, netns: &str) -> Call {
+        Call::new(command, id, self.conf.to_string())
+            .netns(netns)
+            .cni_path(&self.cni_path)
+    }
+
+    fn gc(&self, valid: &[&str]) -> Outcome {
+        let mut conf = self.conf.clone();
+        conf["cni.dev/valid-attachments"] = valid
+            .iter()
+            .map(|id| json!({ "containerID": id, "ifname": "eth0" }))
+            .collect();
+        let call = Call::new("GC", "", conf.to_string()).cni_path(&self.cni_path);
+        run(&call, &self.bin, None)
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.data.path().join(NET)
+    }
+
+    fn leases(&self) -> Vec<String> {
+        lease_names(&self.dir())
+    }
+
+    /// The container id in each lease file, by address.
+    fn lease_owners(&self) -> Vec<(String, String)> {
+        self.leases()
+            .into_iter()
+            .map(|ip| {
+                let text = std::fs::read_to_string(self.dir().join(&ip)).unwrap_or_default();
+                let owner = text.split("\r\n").next().unwrap_or_default().to_string();
+                (ip, owner)
+            })
+            .collect()
+    }
+}
+
+/// How a plugin run ended: the exit status keeps death by signal apart from an exit code.
+#[derive(Debug)]
+struct Outcome {
+    status: std::process::ExitStatus,
+    stdout: String,
+    /// Kept for the failure messages (`{:?}`).
+    #[allow(dead_code)]
+    stderr: String,
+}
+
+impl Outcome {
+    fn ok(&self) -> Value {
+        assert!(self.status.success(), "plugin failed: {self:?}");
+        serde_json::from_str(&self.stdout).unwrap_or(Value::Null)
+    }
+
+    fn killed(&self) -> bool {
+        self.status.signal() == Some(libc::SIGKILL)
+    }
+}
+
+/// Runs `bin` for `call`, with the crash switch set to `crash_after` if given.
+fn run(call: &Call, bin: &Path, crash_after: Option<&str>) -> Outcome {
+    let mut cmd = call.command(bin);
+    if let Some(step) = crash_after {
+        cmd.env(crash::ENV, step);
+    }
+    let mut child = cmd.spawn().expect("spawning the plugin");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(call.stdin.as_bytes());
+    }
+    let out = child.wait_with_output().expect("waiting for the plugin");
+    Outcome {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Processes still running for container `id` (their environment names it): a killed bridge
+/// must not leave its IPAM delegate running, or that delegate could lease after the DEL.
+fn processes_of(id: &str) -> Vec<u32> {
+    let needle = format!("CNI_CONTAINERID={id}\0");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+        .collect()
+}
+
+fn assert_no_orphans(id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !processes_of(id).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        processes_of(id),
+        Vec::<u32>::new(),
+        "{id}: orphaned processes"
+    );
+}
+
+/// Every packet-filter rule in the sandbox, whichever tool made it.
+fn firewall_state() -> String {
+    let mut text = sh("nft list ruleset");
+    for tool in ["iptables-save", "ip6tables-save"] {
+        if sh_ok(&format!("command -v {tool}")) {
+            text.push_str(&sh(tool));
+        }
+    }
+    text
+}
+
+fn veths() -> Vec<String> {
+    let links: Value =
+        serde_json::from_str(&sh("ip -j link show type veth")).unwrap_or(Value::Null);
+    links
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn global_addresses(ns: Option<&Netns>, dev: &str) -> Vec<String> {
+    let cmd = format!("ip -j addr show dev {dev} scope global");
+    let text = match ns {
+        Some(ns) => ns.sh(&cmd),
+        None => sh(&cmd),
+    };
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    // `ip` prints an empty entry for each address the scope filter hides.
+    cni_suite_tests::link_addresses(&v[0])
+        .into_iter()
+        .filter(|a| !a.starts_with("/"))
+        .collect()
+}
+
+/// Files in the network's data dir (index included) whose name or content names `id`.
+fn data_mentioning(dir: &Path, id: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let named = entry.file_name().to_string_lossy().contains(id);
+            let holds = std::fs::read_to_string(&path).is_ok_and(|t| t.contains(id));
+            if named || holds {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// Nothing of attachment `id` is left: no veth on either side, no lease or index entry, no
+/// rule or chain naming its addresses or its container id.
+fn assert_clean(net: &Network, id: &str, ns: &Netns, what: &str) {
+    assert_eq!(veths(), Vec::<String>::new(), "{what}: host veths left");
+    assert!(
+        !ns.sh_ok("ip link show eth0"),
+        "{what}: container eth0 left"
+    );
+    assert_eq!(net.leases(), Vec::<String>::new(), "{what}: leases left");
+    assert_eq!(
+        data_mentioning(&net.dir(), id),
+        Vec::<String>::new(),
+        "{what}: data dir still names {id}"
+    );
+    let rules = firewall_state();
+    for needle in POD_IPS.iter().copied().chain([id]) {
+        assert!(
+            !rules.contains(needle),
+            "{what}: firewall still mentions {needle}:\n{rules}"
+        );
+    }
+}
+
+/// Asserts the state that crashing after `BRIDGE_ADD[k]` proves was reached: every earlier
+/// step's effect is there. IPAM runs alongside the link steps, so a crash after one of those
+/// two says nothing about the other.
+fn assert_reached(k: usize, net: &Network, id: &str, ns: &Netns, out: &Outcome) {
+    let steps = crash::BRIDGE_ADD;
+    let what = format!("crash after {}", steps[k]);
+    for (j, step) in steps.iter().enumerate().take(k + 1) {
+        if k == 1 && j == 0 {
+            continue;
+        }
+        match *step {
+            "ipam-returned" => assert_eq!(net.leases(), vec![POD_IPS[0]], "{what}"),
+            "veth-created" => {
+                assert_eq!(veths().len(), 1, "{what}: host veth");
+                assert!(ns.sh_ok("ip link show eth0"), "{what}: container eth0");
+            }
+            "addressed" => assert_eq!(
+                global_addresses(Some(ns), "eth0"),
+                vec![format!("{}/24", POD_IPS[0])],
+                "{what}"
+            ),
+            "routed" => assert!(
+                ns.sh("ip route show default").contains("via 10.77.0.1"),
+                "{what}"
+            ),
+            "gateway-set" => {
+                assert_eq!(
+                    global_addresses(None, "cni0"),
+                    vec!["10.77.0.1/24"],
+                    "{what}"
+                )
+            }
+            "masquerade-set" => assert!(firewall_state().contains(POD_IPS[0]), "{what}"),
+            "macspoof-set" => assert!(
+                firewall_state().contains(&format!("macspoofchk-{id}-eth0")),
+                "{what}"
+            ),
+            crash::RESULT_PRINTED => assert_eq!(
+                serde_json::from_str::<Value>(&out.stdout).unwrap_or(Value::Null)["ips"][0]
+                    ["address"],
+                format!("{}/24", POD_IPS[0]),
+                "{what}: {out:?}"
+            ),
+            other => panic!("crash point {other:?} has no assertion here: add one"),
+        }
+    }
+}
+
+#[test]
+fn a_bridge_add_killed_after_any_step_is_undone_by_del_and_can_be_retried() {
+    if !privileged() {
+        return;
+    }
+    for backend in ["nftables", "iptables"] {
+        for (k, step) in crash::BRIDGE_ADD.iter().enumerate() {
+            in_sandbox(|| {
+                let net = Network::new(backend);
+                let id = format!("crash-{step}");
+                let what = format!("{backend}, crash after {step}");
+                let ns = Netns::new();
+                let netns = ns.path_str();
+
+                let out = run(
+                    &net.call("ADD", &id, &netns),
+                    &net.bin,
+                    Some(&format!("bridge:{step}")),
+                );
+                assert!(out.killed(), "{what}: ADD must die by SIGKILL: {out:?}");
+                assert_reached(k, &net, &id, &ns, &out);
+                assert_no_orphans(&id);
+
+                run(&net.call("DEL", &id, &netns), &net.bin, None).ok();
+                assert_clean(&net, &id, &ns, &format!("{what}, after DEL"));
+
+                // The runtime retries the same attachment: it works and is torn down again.
+                let retry = run(&net.call("ADD", &id, &netns), &net.bin, None).ok();
+                // Round robin moves on past the crashed ADD's lease, if it got one (after
+                // `veth-created` the IPAM delegate may have been killed before leasing).
+                let got = retry["ips"][0]["address"].as_str().unwrap_or_default();
+                let expected: &[&str] = if *step == "veth-created" {
+                    &POD_IPS
+                } else {
+                    &POD_IPS[1..]
+                };
+                assert!(
+                    expected.iter().any(|ip| got == format!("{ip}/24")),
+                    "{what}: retry got {got}"
+                );
+                assert!(
+                    ns.sh_ok("ping -c1 -W2 10.77.0.1"),
+                    "{what}: retried pod works"
+                );
+                run(&net.call("DEL", &id, &netns), &net.bin, None).ok();
+                assert_clean(&net, &id, &ns, &format!("{what}, after the retry's DEL"));
+            });
+        }
+    }
+}
+
+#[test]
+fn a_killed_ipam_delegate_fails_the_add_cleanly() {
+    if !privileged() {
+        return;
+    }
+    for step in crash::HOST_LOCAL_ADD {
+        in_sandbox(|| {
+            let net = Network::new("nftables");
+            let id = format!("ipam-{step}");
+            let what = format!("host-local killed after {step}");
+            let ns = Netns::new();
+            let netns = ns.path_str();
+
+            // The bridge survives its delegate's death: ADD fails and rolls back at once.
+            let out = run(
+                &net.call("ADD", &id, &netns),
+                &net.bin,
+                Some(&format!("host-local:{step}")),
+            );
+            assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+            assert_no_orphans(&id);
+            assert_clean(&net, &id, &ns, &format!("{what}, after the failed ADD"));
+
+            run(&net.call("DEL", &id, &netns), &net.bin, None).ok();
+            let retry = run(&net.call("ADD", &id, &netns), &net.bin, None).ok();
+            assert!(retry["ips"][0]["address"].is_string(), "{what}: {retry}");
+            run(&net.call("DEL", &id, &netns), &net.bin, None).ok();
+            assert_clean(&net, &id, &ns, &format!("{what}, after the retry's DEL"));
+        });
+    }
+}
+
+#[test]
+fn host_local_killed_after_any_step_keeps_its_store_consistent() {
+    let host_local = our_plugin("host-local");
+    for step in crash::HOST_LOCAL_ADD {
+        let net = Network::new("nftables");
+        let ipam = net.conf["ipam"].clone();
+        let conf = json!({ "cniVersion": "1.1.0", "name": NET, "ipam": ipam }).to_string();
+        let call = |command: &str, id: &str| Call::new(command, id, conf.clone());
+        let what = format!("host-local killed after {step}");
+
+        let out = run(
+            &call("ADD", "pod-alpha"),
+            &host_local,
+            Some(&format!("host-local:{step}")),
+        );
+        assert!(out.killed(), "{what}: {out:?}");
+        assert_eq!(
+            net.lease_owners(),
+            vec![(POD_IPS[0].into(), "pod-alpha".into())],
+            "{what}"
+        );
+
+        // Another container gets another address; the crashed one's lease is its own.
+        let beta = run(&call("ADD", "pod-beta"), &host_local, None).ok();
+        assert_eq!(
+            beta["ips"][0]["address"],
+            format!("{}/24", POD_IPS[1]),
+            "{what}"
+        );
+        // A second ADD of the crashed attachment is refused as a duplicate, as for any ADD
+        // that was not deleted; DEL releases it, and then ADD works again.
+        assert!(!run(&call("ADD", "pod-alpha"), &host_local, None)
+            .status
+            .success());
+        run(&call("DEL", "pod-alpha"), &host_local, None).ok();
+        assert_eq!(
+            net.lease_owners(),
+            vec![(POD_IPS[1].into(), "pod-beta".into())],
+            "{what}"
+        );
+        run(&call("ADD", "pod-alpha"), &host_local, None).ok();
+        run(&call("DEL", "pod-alpha"), &host_local, None).ok();
+        run(&call("DEL", "pod-beta"), &host_local, None).ok();
+        assert_eq!(net.leases(), Vec::<String>::new(), "{what}");
+        for id in ["pod-alpha", "pod-beta"] {
+            assert_eq!(
+                data_mentioning(&net.dir(), id),
+                Vec::<String>::new(),
+                "{what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gc_with_no_valid_attachment_cleans_a_crashed_add_whose_del_never_came() {
+    if !privileged() {
+        return;
+    }
+    for backend in ["nftables", "iptables"] {
+        in_sandbox(|| {
+            let net = Network::new(backend);
+            let ns = Netns::new();
+            let out = run(
+                &net.call("ADD", "never-deleted", &ns.path_str()),
+                &net.bin,
+                Some("bridge:masquerade-set"),
+            );
+            assert!(out.killed(), "{out:?}");
+            assert_eq!(net.leases(), vec![POD_IPS[0]]);
+            assert!(firewall_state().contains(POD_IPS[0]));
+
+            net.gc(&[]).ok();
+            assert_eq!(net.leases(), Vec::<String>::new(), "{backend}: leases");
+            assert_eq!(
+                data_mentioning(&net.dir(), "never-deleted"),
+                Vec::<String>::new()
+            );
+            let rules = firewall_state();
+            assert!(!rules.contains(POD_IPS[0]), "{backend}: {rules}");
+            assert!(!rules.contains("never-deleted"), "{backend}: {rules}");
+            // The pair lives as long as the container's netns: GC does not touch interfaces
+            // (the runtime tears down the netns), and it goes with the netns.
+            assert_eq!(veths().len(), 1);
+            drop(ns);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !veths().is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(veths(), Vec::<String>::new());
+        });
+    }
+}
+
+/// Pods made in a sandbox that then vanishes entirely (its bridge, veths, rules and container
+/// netns), as a reboot would; the data dir outlives it. Returns each pod's (id, netns path).
+fn boot_and_lose_pods(net: &Network, ids: &[&str]) -> Vec<(String, String)> {
+    let mut pods = Vec::new();
+    in_sandbox(|| {
+        let namespaces: Vec<Netns> = ids.iter().map(|_| Netns::new()).collect();
+        for (id, ns) in ids.iter().zip(&namespaces) {
+            run(&net.call("ADD", id, &ns.path_str()), &net.bin, None).ok();
+            pods.push((id.to_string(), ns.path_str()));
+        }
+    });
+    for (_, path) in &pods {
+        assert!(!Path::new(path).exists(), "{path} outlived the reboot");
+    }
+    pods
+}
+
+#[test]
+fn leases_survive_a_reboot_and_del_or_gc_release_them() {
+    if !privileged() {
+        return;
+    }
+    let net = Network::new("nftables");
+    let pods = boot_and_lose_pods(&net, &["kept", "deleted", "stale-1", "stale-2"]);
+    assert_eq!(net.leases().len(), 4, "leases survive the reboot");
+
+    in_sandbox(|| {
+        // DEL of a container whose netns path is gone succeeds and releases its lease.
+        let (id, gone) = &pods[1];
+        run(&net.call("DEL", id, gone), &net.bin, None).ok();
+        assert!(net.lease_owners().iter().all(|(_, o)| o != id));
+        assert_eq!(net.leases().len(), 3);
+
+        // GC with the runtime's list keeps the listed attachment and frees the others.
+        net.gc(&["kept"]).ok();
+        let owners = net.lease_owners();
+        assert_eq!(owners.len(), 1, "{owners:?}");
+        assert_eq!(owners[0].1, "kept");
+        for (id, _) in &pods[1..] {
+            assert_eq!(data_mentioning(&net.dir(), id), Vec::<String>::new());
+        }
+
+        // The node carries on: a new pod works and gets an address that is not kept's.
+        let ns = Netns::new();
+        let fresh = run(&net.call("ADD", "fresh", &ns.path_str()), &net.bin, None).ok();
+        assert_ne!(
+            fresh["ips"][0]["address"]
+                .as_str()
+                .map(|a| a.split('/').next()),
+            Some(Some(owners[0].0.as_str()))
+        );
+        assert!(ns.sh_ok("ping -c1 -W2 10.77.0.1"));
+        run(&net.call("DEL", "fresh", &ns.path_str()), &net.bin, None).ok();
+        run(&net.call("DEL", "kept", &pods[0].1), &net.bin, None).ok();
+        assert_eq!(net.leases(), Vec::<String>::new());
+    });
+
+    // The same reboot with the reference (Debian's v1.1.1): DEL with the vanished netns
+    // releases the lease too, but it has no GC, so the leases of containers whose DEL never
+    // comes stay until someone wipes the directory.
+    let Some(reference) = reference_plugin("bridge") else {
+        return;
+    };
+    let net = Network::reference(reference);
+    let pods = boot_and_lose_pods(&net, &["kept", "deleted", "stale-1", "stale-2"]);
+    assert_eq!(net.leases().len(), 4);
+    in_sandbox(|| {
+        let (id, gone) = &pods[1];
+        run(&net.call("DEL", id, gone), &net.bin, None).ok();
+        assert!(net.lease_owners().iter().all(|(_, o)| o != id));
+        let mut conf = net.conf.clone();
+        conf["cniVersion"] = json!("1.1.0");
+        conf["cni.dev/valid-attachments"] = json!([{ "containerID": "kept", "ifname": "eth0" }]);
+        let gc = run(
+            &Call::new("GC", "", conf.to_string()).cni_path(REFERENCE_DIR),
+            &net.bin,
+            None,
+        );
+        assert_eq!(gc.status.code(), Some(1), "{gc:?}");
+        assert!(gc.stdout.contains("missing containerID"), "{gc:?}");
+        let owners: Vec<String> = net.lease_owners().into_iter().map(|(_, o)| o).collect();
+        assert_eq!(
+            owners,
+            ["kept", "stale-1", "stale-2"],
+            "the reference leaks"
+        );
+    });
+}
+
+/// Upstream issue #810: DEL after the container's netns is gone. Both binaries release the
+/// lease; the reference returns before its masquerade teardown and leaves the rules, ours
+/// removes them (and the reference's leftovers, when a node switched binaries).
+#[test]
+fn del_after_the_netns_vanished_removes_masquerade_unlike_the_reference() {
+    if !privileged() {
+        return;
+    }
+    for backend in ["nftables", "iptables"] {
+        in_sandbox(|| {
+            let net = Network::new(backend);
+            let mut ns = Netns::new();
+            let path = ns.path_str();
+            run(&net.call("ADD", "gone", &path), &net.bin, None).ok();
+            assert!(firewall_state().contains(POD_IPS[0]));
+            ns.delete();
+            run(&net.call("DEL", "gone", &path), &net.bin, None).ok();
+            assert_clean(&net, "gone", &Netns::new(), backend);
+        });
+    }
+    let Some(reference) = reference_plugin("bridge") else {
+        return;
+    };
+    in_sandbox(|| {
+        let net = Network::reference(reference);
+        let mut ns = Netns::new();
+        let path = ns.path_str();
+        run(&net.call("ADD", "gone", &path), &net.bin, None).ok();
+        ns.delete();
+        run(&net.call("DEL", "gone", &path), &net.bin, None).ok();
+        assert_eq!(
+            net.leases(),
+            Vec::<String>::new(),
+            "the reference releases the lease"
+        );
+        let rules = sh("iptables-save -t nat");
+        assert!(
+            rules.contains(&format!("-s {}/32", POD_IPS[0])) && rules.contains("gone"),
+            "the reference leaves its masquerade rules: {rules}"
+        );
+        // Our DEL of the same attachment (the node switched binaries) removes them.
+        let ours = Network::new("iptables");
+        let mut conf = ours.conf.clone();
+        conf["ipam"]["dataDir"] = json!(net.data.path());
+        run(
+            &Call::new("DEL", "gone", conf.to_string()).netns(&path),
+            &ours.bin,
+            None,
+        )
+        .ok();
+        let rules = firewall_state();
+        assert!(
+            !rules.contains(POD_IPS[0]) && !rules.contains("gone"),
+            "{rules}"
+        );
+    });
+}
