@@ -623,3 +623,41 @@ fn del_after_the_netns_vanished_removes_masquerade_unlike_the_reference() {
         );
     });
 }
+
+/// The runtime kills ADD while its IPAM delegate waits for the network's lock (another command
+/// holds it). The delegate must die with it: left running, it would take the lease once the
+/// lock is free, possibly after the runtime's DEL, and nothing but GC would ever free it.
+#[test]
+fn a_delegate_waiting_for_the_lock_dies_with_the_killed_plugin() {
+    use fs2::FileExt;
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let net = Network::new("nftables");
+        std::fs::create_dir_all(net.dir()).expect("network dir");
+        let lock = std::fs::File::create(net.dir().join("lock")).expect("lock file");
+        lock.lock_exclusive().expect("holding the network's lock");
+        let ns = Netns::new();
+        let id = "killed-while-waiting";
+        // Not through `run`: an orphan would keep the output pipes open, and reading them
+        // would wait for it.
+        let call = net.call("ADD", id, &ns.path_str());
+        let mut cmd = call.command(&net.bin);
+        cmd.env(crash::ENV, "bridge:veth-created")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().expect("spawning bridge");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(call.stdin.as_bytes());
+        }
+        let status = child.wait().expect("waiting for bridge");
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+        assert_no_orphans(id);
+        fs2::FileExt::unlock(&lock).expect("unlock");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(net.leases(), Vec::<String>::new(), "no lease appears later");
+        run(&net.call("DEL", id, &ns.path_str()), &net.bin, None).ok();
+        assert_clean(&net, id, &ns, "after DEL");
+    });
+}
