@@ -449,7 +449,7 @@ fn gc_with_no_valid_attachment_cleans_a_crashed_add_whose_del_never_came() {
             let out = run(
                 &net.call("ADD", "never-deleted", &ns.path_str()),
                 &net.bin,
-                Some("bridge:masquerade-set"),
+                Some("bridge:result-printed"),
             );
             assert!(out.killed(), "{out:?}");
             assert_eq!(net.leases(), vec![POD_IPS[0]]);
@@ -659,5 +659,56 @@ fn a_delegate_waiting_for_the_lock_dies_with_the_killed_plugin() {
         assert_eq!(net.leases(), Vec::<String>::new(), "no lease appears later");
         run(&net.call("DEL", id, &ns.path_str()), &net.bin, None).ok();
         assert_clean(&net, id, &ns, "after DEL");
+    });
+}
+
+/// GC frees only what the list does not name, and only on its own network: another network's
+/// pod (its own bridge) keeps its lease, masquerade and MAC spoof check.
+#[test]
+fn gc_keeps_listed_attachments_and_other_networks_state() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let net = Network::new("nftables");
+        let mut other = Network::new("nftables");
+        other.conf["name"] = json!("othernet");
+        other.conf["bridge"] = json!("cni1");
+        other.conf["ipam"]["subnet"] = json!("10.78.0.0/24");
+        let (a1, a2, b1) = (Netns::new(), Netns::new(), Netns::new());
+        run(&net.call("ADD", "listed", &a1.path_str()), &net.bin, None).ok();
+        run(&net.call("ADD", "unlisted", &a2.path_str()), &net.bin, None).ok();
+        run(
+            &other.call("ADD", "elsewhere", &b1.path_str()),
+            &other.bin,
+            None,
+        )
+        .ok();
+
+        net.gc(&["listed"]).ok();
+        assert_eq!(
+            net.lease_owners(),
+            vec![(POD_IPS[0].into(), "listed".into())]
+        );
+        let rules = firewall_state();
+        for kept in [
+            "macspoofchk-listed-eth0",
+            "macspoofchk-elsewhere-eth0",
+            POD_IPS[0],
+            "10.78.0.2",
+        ] {
+            assert!(rules.contains(kept), "{kept} kept: {rules}");
+        }
+        for gone in ["macspoofchk-unlisted-eth0", POD_IPS[1]] {
+            assert!(!rules.contains(gone), "{gone} removed: {rules}");
+        }
+        assert_eq!(
+            lease_names(&other.data.path().join("othernet")),
+            ["10.78.0.2"]
+        );
+        // The listed pod still works and its DEL still cleans.
+        assert!(a1.sh_ok("ping -c1 -W2 10.77.0.1"));
+        run(&net.call("DEL", "listed", &a1.path_str()), &net.bin, None).ok();
+        assert!(!firewall_state().contains("macspoofchk-listed-eth0"));
     });
 }

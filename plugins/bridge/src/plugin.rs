@@ -401,6 +401,19 @@ impl Plugin for Bridge {
                 if let Err(e) = masq::gc(&req.config.name, &keep) {
                     failures.push(e);
                 }
+                // Checked whatever the config says now: it may have had macspoofchk before.
+                let spoof_keep: Vec<(&str, &str)> = valid
+                    .iter()
+                    .map(|v| (v.container_id.as_str(), v.ifname.as_str()))
+                    .collect();
+                let spoof = RouteSocket::open()
+                    .map_err(kernel)
+                    .and_then(|mut host| macspoof::gc(&mut host, &conf.bridge, &spoof_keep));
+                match spoof {
+                    Err(e) if conf.mac_spoof_check => failures.push(e),
+                    Err(e) => eprintln!("bridge: GC of macspoofchk state: {}", e.msg),
+                    Ok(()) => {}
+                }
             }
         }
         match failures.into_iter().next() {
