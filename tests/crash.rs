@@ -443,37 +443,41 @@ fn gc_with_no_valid_attachment_cleans_a_crashed_add_whose_del_never_came() {
         return;
     }
     for backend in ["nftables", "iptables"] {
-        in_sandbox(|| {
-            let net = Network::new(backend);
-            let ns = Netns::new();
-            let out = run(
-                &net.call("ADD", "never-deleted", &ns.path_str()),
-                &net.bin,
-                Some("bridge:result-printed"),
-            );
-            assert!(out.killed(), "{out:?}");
-            assert_eq!(net.leases(), vec![POD_IPS[0]]);
-            assert!(firewall_state().contains(POD_IPS[0]));
+        for step in crash::BRIDGE_ADD {
+            in_sandbox(|| {
+                let net = Network::new(backend);
+                let id = format!("never-deleted-{step}");
+                let what = format!("{backend}, crash after {step}");
+                let ns = Netns::new();
+                let out = run(
+                    &net.call("ADD", &id, &ns.path_str()),
+                    &net.bin,
+                    Some(&format!("bridge:{step}")),
+                );
+                assert!(out.killed(), "{what}: {out:?}");
 
-            net.gc(&[]).ok();
-            assert_eq!(net.leases(), Vec::<String>::new(), "{backend}: leases");
-            assert_eq!(
-                data_mentioning(&net.dir(), "never-deleted"),
-                Vec::<String>::new()
-            );
-            let rules = firewall_state();
-            assert!(!rules.contains(POD_IPS[0]), "{backend}: {rules}");
-            assert!(!rules.contains("never-deleted"), "{backend}: {rules}");
-            // The pair lives as long as the container's netns: GC does not touch interfaces
-            // (the runtime tears down the netns), and it goes with the netns.
-            assert_eq!(veths().len(), 1);
-            drop(ns);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !veths().is_empty() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            assert_eq!(veths(), Vec::<String>::new());
-        });
+                net.gc(&[]).ok();
+                assert_eq!(net.leases(), Vec::<String>::new(), "{what}: leases");
+                assert_eq!(
+                    data_mentioning(&net.dir(), &id),
+                    Vec::<String>::new(),
+                    "{what}"
+                );
+                let rules = firewall_state();
+                for needle in POD_IPS.iter().copied().chain([id.as_str()]) {
+                    assert!(!rules.contains(needle), "{what}: {needle} in {rules}");
+                }
+                // The pair lives as long as the container's netns: GC does not touch
+                // interfaces (the runtime tears the netns down), and it goes with the netns.
+                assert!(veths().len() <= 1, "{what}");
+                drop(ns);
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while !veths().is_empty() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                assert_eq!(veths(), Vec::<String>::new(), "{what}");
+            });
+        }
     }
 }
 

@@ -68,13 +68,19 @@ fn wanted(step: &str) -> bool {
     let Some(value) = std::env::var_os(ENV) else {
         return false;
     };
-    let Some((binary, wanted_step)) = value.to_str().and_then(|v| v.split_once(':')) else {
-        return false;
-    };
     let me = std::env::current_exe()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-    wanted_step == step && me.as_deref() == Some(binary)
+    selects(value.to_str(), me.as_deref(), step)
+}
+
+/// Does the switch's `value` name this executable and `step`?
+#[cfg(debug_assertions)]
+fn selects(value: Option<&str>, exe: Option<&str>, step: &str) -> bool {
+    match (value.and_then(|v| v.split_once(':')), exe) {
+        (Some((binary, wanted_step)), Some(exe)) => binary == exe && wanted_step == step,
+        _ => false,
+    }
 }
 
 #[cfg(debug_assertions)]
@@ -87,5 +93,47 @@ fn die() -> ! {
     // Not reached; SIGKILL to oneself is delivered before kill(2) returns to user space.
     loop {
         std::thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_names_are_unique_and_plain() {
+        for list in [BRIDGE_ADD, HOST_LOCAL_ADD] {
+            for (i, step) in list.iter().enumerate() {
+                assert!(!list[..i].contains(step), "{step} listed twice");
+                assert!(step.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'));
+            }
+        }
+    }
+
+    #[cfg(debug_assertions)]
+    #[test]
+    fn the_switch_selects_one_binary_and_one_step() {
+        let bridge = Some("bridge");
+        assert!(selects(Some("bridge:routed"), bridge, "routed"));
+        assert!(!selects(Some("bridge:routed"), bridge, "addressed"));
+        assert!(!selects(Some("host-local:routed"), bridge, "routed"));
+        assert!(!selects(Some("routed"), bridge, "routed"));
+        assert!(!selects(None, bridge, "routed"));
+        assert!(!selects(Some("bridge:routed"), None, "routed"));
+    }
+
+    /// Meaningful under `cargo test --release`: the switch, set for this very process, is
+    /// ignored (a debug build would die here).
+    #[cfg(not(debug_assertions))]
+    #[test]
+    fn release_builds_ignore_the_switch() {
+        let me = std::env::current_exe().ok();
+        let name = me
+            .as_deref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        std::env::set_var(ENV, format!("{name}:{RESULT_PRINTED}"));
+        point(RESULT_PRINTED);
     }
 }
