@@ -20,12 +20,16 @@ const NET: &str = "crashnet";
 /// The first two addresses host-local hands out in [`SUBNET`]: the crashed ADD's and the retry's.
 const SUBNET: &str = "10.77.0.0/24";
 const POD_IPS: [&str; 2] = ["10.77.0.2", "10.77.0.3"];
+/// The same for the IPv6 range set of a dual-stack network.
+const SUBNET_V6: &str = "fd77::/64";
+const POD_IPS_V6: [&str; 2] = ["fd77::2", "fd77::3"];
 
 struct Network {
     data: tempfile::TempDir,
     conf: Value,
     bin: PathBuf,
     cni_path: String,
+    dual_stack: bool,
 }
 
 impl Network {
@@ -48,7 +52,37 @@ impl Network {
             conf,
             bin: our_plugin("bridge"),
             cni_path: our_bin_dir().display().to_string(),
+            dual_stack: false,
         }
+    }
+
+    /// [`Network::new`] with an IPv4 and an IPv6 range set.
+    fn dual_stack(backend: &str) -> Network {
+        let mut net = Network::new(backend);
+        net.conf["ipam"] = json!({
+            "type": "host-local",
+            "ranges": [[{ "subnet": SUBNET }], [{ "subnet": SUBNET_V6 }]],
+            "dataDir": net.data.path(),
+        });
+        net.dual_stack = true;
+        net
+    }
+
+    /// The addresses the first ADD gets, one per range set.
+    fn first_ips(&self) -> Vec<&'static str> {
+        let mut ips = vec![POD_IPS[0]];
+        if self.dual_stack {
+            ips.push(POD_IPS_V6[0]);
+        }
+        ips
+    }
+
+    /// With their prefix lengths, as `ip addr` shows them.
+    fn first_addresses(&self) -> Vec<String> {
+        self.first_ips()
+            .iter()
+            .map(|ip| format!("{ip}/{}", if ip.contains(':') { 64 } else { 24 }))
+            .collect()
     }
 
     /// The same network run by the reference binaries (its host-local included); v1.1.1 has
@@ -244,7 +278,7 @@ fn assert_clean(net: &Network, id: &str, ns: &Netns, what: &str) {
         "{what}: data dir still names {id}"
     );
     let rules = firewall_state();
-    for needle in POD_IPS.iter().copied().chain([id]) {
+    for needle in POD_IPS.iter().chain(&POD_IPS_V6).copied().chain([id]) {
         assert!(
             !rules.contains(needle),
             "{what}: firewall still mentions {needle}:\n{rules}"
@@ -255,36 +289,46 @@ fn assert_clean(net: &Network, id: &str, ns: &Netns, what: &str) {
 /// Asserts the state that crashing after `BRIDGE_ADD[k]` proves was reached: every earlier
 /// step's effect is there. IPAM runs alongside the link steps, so a crash after one of those
 /// two says nothing about the other.
-fn assert_reached(k: usize, net: &Network, id: &str, ns: &Netns, out: &Outcome) {
+fn assert_reached(k: usize, net: &Network, id: &str, ns: &Netns, out: &Outcome, what: &str) {
     let steps = crash::BRIDGE_ADD;
-    let what = format!("crash after {}", steps[k]);
     for (j, step) in steps.iter().enumerate().take(k + 1) {
         if k == 1 && j == 0 {
             continue;
         }
         match *step {
-            "ipam-returned" => assert_eq!(net.leases(), vec![POD_IPS[0]], "{what}"),
+            "ipam-returned" => assert_eq!(net.leases(), net.first_ips(), "{what}"),
             "veth-created" => {
                 assert_eq!(veths().len(), 1, "{what}: host veth");
                 assert!(ns.sh_ok("ip link show eth0"), "{what}: container eth0");
             }
             "addressed" => assert_eq!(
                 global_addresses(Some(ns), "eth0"),
-                vec![format!("{}/24", POD_IPS[0])],
+                net.first_addresses(),
                 "{what}"
             ),
-            "routed" => assert!(
-                ns.sh("ip route show default").contains("via 10.77.0.1"),
-                "{what}"
-            ),
-            "gateway-set" => {
-                assert_eq!(
-                    global_addresses(None, "cni0"),
-                    vec!["10.77.0.1/24"],
+            "routed" => {
+                assert!(
+                    ns.sh("ip route show default").contains("via 10.77.0.1"),
                     "{what}"
-                )
+                );
+                if net.dual_stack {
+                    let routes = ns.sh("ip -6 route show default");
+                    assert!(routes.contains("via fd77::1"), "{what}: {routes}");
+                }
             }
-            "masquerade-set" => assert!(firewall_state().contains(POD_IPS[0]), "{what}"),
+            "gateway-set" => {
+                let mut gateways = vec!["10.77.0.1/24"];
+                if net.dual_stack {
+                    gateways.push("fd77::1/64");
+                }
+                assert_eq!(global_addresses(None, "cni0"), gateways, "{what}")
+            }
+            "masquerade-set" => {
+                let rules = firewall_state();
+                for ip in net.first_ips() {
+                    assert!(rules.contains(ip), "{what}: {ip} in {rules}");
+                }
+            }
             "macspoof-set" => assert!(
                 firewall_state().contains(&format!("macspoofchk-{id}-eth0")),
                 "{what}"
@@ -305,12 +349,23 @@ fn a_bridge_add_killed_after_any_step_is_undone_by_del_and_can_be_retried() {
     if !privileged() {
         return;
     }
-    for backend in ["nftables", "iptables"] {
+    let variants = [
+        ("nftables", false),
+        ("iptables", false),
+        ("nftables", true),
+        ("iptables", true),
+    ];
+    for (backend, dual_stack) in variants {
         for (k, step) in crash::BRIDGE_ADD.iter().enumerate() {
             in_sandbox(|| {
-                let net = Network::new(backend);
+                let net = if dual_stack {
+                    Network::dual_stack(backend)
+                } else {
+                    Network::new(backend)
+                };
                 let id = format!("crash-{step}");
-                let what = format!("{backend}, crash after {step}");
+                let family = if dual_stack { "dual-stack" } else { "IPv4" };
+                let what = format!("{backend}, {family}, crash after {step}");
                 let ns = Netns::new();
                 let netns = ns.path_str();
 
@@ -320,7 +375,7 @@ fn a_bridge_add_killed_after_any_step_is_undone_by_del_and_can_be_retried() {
                     Some(&format!("bridge:{step}")),
                 );
                 assert!(out.killed(), "{what}: ADD must die by SIGKILL: {out:?}");
-                assert_reached(k, &net, &id, &ns, &out);
+                assert_reached(k, &net, &id, &ns, &out, &what);
                 assert_no_orphans(&id);
 
                 run(&net.call("DEL", &id, &netns), &net.bin, None).ok();
@@ -445,7 +500,8 @@ fn gc_with_no_valid_attachment_cleans_a_crashed_add_whose_del_never_came() {
     for backend in ["nftables", "iptables"] {
         for step in crash::BRIDGE_ADD {
             in_sandbox(|| {
-                let net = Network::new(backend);
+                // Dual stack, so both families' masquerade state must go.
+                let net = Network::dual_stack(backend);
                 let id = format!("never-deleted-{step}");
                 let what = format!("{backend}, crash after {step}");
                 let ns = Netns::new();
@@ -464,7 +520,12 @@ fn gc_with_no_valid_attachment_cleans_a_crashed_add_whose_del_never_came() {
                     "{what}"
                 );
                 let rules = firewall_state();
-                for needle in POD_IPS.iter().copied().chain([id.as_str()]) {
+                for needle in POD_IPS
+                    .iter()
+                    .chain(&POD_IPS_V6)
+                    .copied()
+                    .chain([id.as_str()])
+                {
                     assert!(!rules.contains(needle), "{what}: {needle} in {rules}");
                 }
                 // The pair lives as long as the container's netns: GC does not touch
