@@ -777,3 +777,51 @@ fn gc_keeps_listed_attachments_and_other_networks_state() {
         assert!(!firewall_state().contains("macspoofchk-listed-eth0"));
     });
 }
+
+/// The runtime kills DEL halfway (containerd then retries DEL until it succeeds): whatever the
+/// killed DEL had removed, the next DEL exits 0 and removes the rest, and the attachment can
+/// be added again.
+#[test]
+fn a_del_killed_after_any_step_is_finished_by_the_next_del() {
+    if !privileged() {
+        return;
+    }
+    for backend in ["nftables", "iptables"] {
+        for (k, step) in crash::BRIDGE_DEL.iter().enumerate() {
+            in_sandbox(|| {
+                let net = Network::new(backend);
+                let id = format!("del-{step}");
+                let what = format!("{backend}, DEL killed after {step}");
+                let ns = Netns::new();
+                let netns = ns.path_str();
+                run(&net.call("ADD", &id, &netns), &net.bin, None).ok();
+
+                let out = run(
+                    &net.call("DEL", &id, &netns),
+                    &net.bin,
+                    Some(&format!("bridge:{step}")),
+                );
+                assert!(out.killed(), "{what}: DEL must die by SIGKILL: {out:?}");
+                assert_no_orphans(&id);
+                // What the killed DEL did, and what it had not done yet.
+                let done = |s: &str| crash::BRIDGE_DEL[..=k].contains(&s);
+                let rules = firewall_state();
+                assert_eq!(
+                    !rules.contains(POD_IPS[0]),
+                    done("masquerade-removed"),
+                    "{what}"
+                );
+                assert_eq!(veths().is_empty(), done("veth-deleted"), "{what}");
+                assert_eq!(net.leases().is_empty(), done("ipam-released"), "{what}");
+                let spoof = format!("macspoofchk-{id}-eth0");
+                assert_eq!(!rules.contains(&spoof), done("macspoof-removed"), "{what}");
+
+                run(&net.call("DEL", &id, &netns), &net.bin, None).ok();
+                assert_clean(&net, &id, &ns, &format!("{what}, after the next DEL"));
+                run(&net.call("ADD", &id, &netns), &net.bin, None).ok();
+                run(&net.call("DEL", &id, &netns), &net.bin, None).ok();
+                assert_clean(&net, &id, &ns, &format!("{what}, after re-ADD and DEL"));
+            });
+        }
+    }
+}

@@ -7,8 +7,8 @@
 //! an ADD: `bridge:veth-created` kills the bridge plugin, `host-local:lease-written` its IPAM
 //! delegate. Release builds ignore the variable entirely: [`point`] is an empty function there.
 //!
-//! Every step is listed in [`BRIDGE_ADD`] or [`HOST_LOCAL_ADD`], in the order ADD reaches them,
-//! so a test can crash at each one in turn.
+//! Every step is listed in [`BRIDGE_ADD`], [`BRIDGE_DEL`] or [`HOST_LOCAL_ADD`], in the order
+//! the command reaches them, so a test can crash at each one in turn.
 
 /// The environment variable naming the step to die after.
 pub const ENV: &str = "CNI_RS_CRASH_AFTER";
@@ -37,6 +37,19 @@ pub const BRIDGE_ADD: &[&str] = &[
     RESULT_PRINTED,
 ];
 
+/// The bridge plugin's DEL steps: a killed DEL must leave a state the runtime's next DEL
+/// finishes.
+pub const BRIDGE_DEL: &[&str] = &[
+    // Masquerade state removed (ipMasq).
+    "masquerade-removed",
+    // The veth pair deleted.
+    "veth-deleted",
+    // The IPAM delegate released the lease.
+    "ipam-released",
+    // The MAC spoof check removed (macspoofchk).
+    "macspoof-removed",
+];
+
 /// host-local's ADD steps.
 pub const HOST_LOCAL_ADD: &[&str] = &[
     // A lease file is linked into place; `last_reserved_ip` and the index are not updated yet.
@@ -62,7 +75,9 @@ pub fn point(step: &str) {
 #[cfg(debug_assertions)]
 fn wanted(step: &str) -> bool {
     debug_assert!(
-        BRIDGE_ADD.contains(&step) || HOST_LOCAL_ADD.contains(&step),
+        [BRIDGE_ADD, BRIDGE_DEL, HOST_LOCAL_ADD]
+            .iter()
+            .any(|list| list.contains(&step)),
         "crash point {step:?} is not listed"
     );
     let Some(value) = std::env::var_os(ENV) else {
@@ -102,7 +117,7 @@ mod tests {
 
     #[test]
     fn step_names_are_unique_and_plain() {
-        for list in [BRIDGE_ADD, HOST_LOCAL_ADD] {
+        for list in [BRIDGE_ADD, BRIDGE_DEL, HOST_LOCAL_ADD] {
             for (i, step) in list.iter().enumerate() {
                 assert!(!list[..i].contains(step), "{step} listed twice");
                 assert!(step.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'));

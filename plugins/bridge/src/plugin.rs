@@ -348,16 +348,19 @@ impl Plugin for Bridge {
             if let Err(e) = result {
                 failures.push(e);
             }
+            crash::point("masquerade-removed");
         }
         if let Err(e) = self.delete_veth(req, &mut host) {
             failures.push(e);
         }
+        crash::point("veth-deleted");
         if let Some(plugin) = &conf.ipam {
             if let Err(e) =
                 delegate::delegate(plugin, Command::Del, &req.invocation.path, &req.stdin)
             {
                 failures.push(e);
             }
+            crash::point("ipam-released");
         }
         drop(masq_backend);
         if conf.mac_spoof_check {
@@ -365,6 +368,7 @@ impl Plugin for Bridge {
             if let Err(e) = macspoof::del(&inv.container_id, &inv.ifname) {
                 failures.push(e);
             }
+            crash::point("macspoof-removed");
         }
         match failures.into_iter().next() {
             None => Ok(()),
