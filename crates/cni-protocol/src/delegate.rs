@@ -8,6 +8,7 @@ use crate::result::CniResult;
 use crate::version::Version;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -73,7 +74,45 @@ pub fn exec(
     inv: &Invocation,
     stdin: &[u8],
 ) -> Result<Vec<u8>, CniError> {
+    run(binary, command, inv, stdin).map_err(|f| f.error)
+}
+
+/// A failed delegation, and whether the delegate may have left state behind.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: CniError,
+    /// The delegate ran but gave no usable answer (killed, crashed, unparseable output), so it
+    /// may hold state for this attachment: a lease written before it died. A delegate that
+    /// answered with an error object has cleaned up after itself, or holds state that is not
+    /// ours (a duplicate ADD's lease), so it must not be undone.
+    pub state_unknown: bool,
+}
+
+impl Failure {
+    fn answered(error: CniError) -> Failure {
+        Failure {
+            error,
+            state_unknown: false,
+        }
+    }
+
+    fn unknown(error: CniError) -> Failure {
+        Failure {
+            error,
+            state_unknown: true,
+        }
+    }
+}
+
+fn run(
+    binary: &Path,
+    command: Command,
+    inv: &Invocation,
+    stdin: &[u8],
+) -> Result<Vec<u8>, Failure> {
     let mut attempt = 0;
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
     let mut child = loop {
         let mut cmd = std::process::Command::new(binary);
         for (key, value) in cni_env(inv) {
@@ -82,12 +121,27 @@ pub fn exec(
                 None => cmd.env_remove(key),
             };
         }
-        let spawned = cmd
-            .env("CNI_COMMAND", command.as_str())
+        cmd.env("CNI_COMMAND", command.as_str())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn();
+            .stderr(Stdio::inherit());
+        // A delegate must not outlive us: if the runtime kills us on timeout mid-ADD and then
+        // calls DEL, an orphaned IPAM ADD could take its lease after that DEL ran, leaking it.
+        // SAFETY: the closure runs between fork and exec and makes only async-signal-safe
+        // system calls (prctl, getppid).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // We may have died before the prctl: then the child was already re-parented.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let spawned = cmd.spawn();
         match spawned {
             Ok(child) => break child,
             // The binary is being replaced (an upgrade in progress): libcni retries too.
@@ -96,10 +150,10 @@ pub fn exec(
                 std::thread::sleep(Duration::from_millis(50 * attempt));
             }
             Err(e) => {
-                return Err(CniError::internal(format!(
+                return Err(Failure::answered(CniError::internal(format!(
                     "failed to execute {}: {e}",
                     binary.display()
-                )));
+                ))));
             }
         }
     };
@@ -107,67 +161,46 @@ pub fn exec(
         // A delegate may exit without reading stdin; its exit status tells what happened.
         let _ = input.write_all(stdin);
     }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| CniError::internal(format!("failed to wait for {}: {e}", binary.display())))?;
+    let output = child.wait_with_output().map_err(|e| {
+        Failure::unknown(CniError::internal(format!(
+            "failed to wait for {}: {e}",
+            binary.display()
+        )))
+    })?;
     if output.status.success() {
         return Ok(output.stdout);
     }
     if let Some(err) = CniError::from_json(&output.stdout) {
-        return Err(err);
+        return Err(Failure::answered(err));
     }
     let text = String::from_utf8_lossy(&output.stdout);
-    Err(CniError::internal(format!(
+    Err(Failure::unknown(CniError::internal(format!(
         "{} failed ({}) without an error object: {:?}",
         binary.display(),
         output.status,
         text.trim()
-    )))
+    ))))
 }
 
-/// How a delegated ADD ended.
-#[derive(Debug)]
-pub struct DelegatedAdd {
-    /// The delegate ran and exited 0, so it may hold state (a lease) even when its output
-    /// turned out unusable: a caller rolling back must then call DEL.
-    pub exited_ok: bool,
-    pub result: Result<CniResult, CniError>,
-}
-
-/// ADD through the delegate; its result is parsed in the request's version.
+/// ADD through the delegate; its result is parsed in the request's version. On failure, says
+/// whether the caller must DEL through the delegate to undo what it may have done.
 pub fn delegate_add(
     plugin: &str,
     inv: &Invocation,
     stdin: &[u8],
     version: Version,
-) -> DelegatedAdd {
-    let failed = |e| DelegatedAdd {
-        exited_ok: false,
-        result: Err(e),
-    };
-    let binary = match find_plugin(plugin, &inv.path) {
-        Ok(b) => b,
-        Err(e) => return failed(e),
-    };
-    let out = match exec(&binary, Command::Add, inv, stdin) {
-        Ok(out) => out,
-        Err(e) => return failed(e),
-    };
-    let result = serde_json::from_slice::<serde_json::Value>(&out)
-        .map_err(|e| {
-            CniError::new(
-                ErrorCode::Decode,
-                format!("cannot parse the result of IPAM plugin {plugin:?}: {e}"),
-            )
-        })
-        .and_then(|value| {
-            CniResult::parse(&value, version)
-                .map_err(|e| e.context(format!("result of IPAM plugin {plugin:?}")))
-        });
-    DelegatedAdd {
-        exited_ok: true,
-        result,
-    }
+) -> Result<CniResult, Failure> {
+    let binary = find_plugin(plugin, &inv.path).map_err(Failure::answered)?;
+    let out = run(&binary, Command::Add, inv, stdin)?;
+    // It succeeded, so it holds state even when its result is unusable.
+    let value: serde_json::Value = serde_json::from_slice(&out).map_err(|e| {
+        Failure::unknown(CniError::new(
+            ErrorCode::Decode,
+            format!("cannot parse the result of IPAM plugin {plugin:?}: {e}"),
+        ))
+    })?;
+    CniResult::parse(&value, version)
+        .map_err(|e| Failure::unknown(e.context(format!("result of IPAM plugin {plugin:?}"))))
 }
 
 /// DEL, CHECK, GC or STATUS through the delegate (no output expected).

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod config;
+pub mod crash;
 pub mod delegate;
 pub mod env;
 pub mod error;

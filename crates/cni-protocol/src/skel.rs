@@ -89,6 +89,8 @@ pub fn run(
                 log::to_file(&format!("{context} -> cannot write the result to stdout"));
                 return 1;
             }
+            // Only ADD prints a result: the runtime may have read it, but sees the plugin die.
+            crate::crash::point(crate::crash::RESULT_PRINTED);
             log::to_file(&format!("{context} -> ok ({elapsed:.2} ms)"));
             0
         }

@@ -257,6 +257,54 @@ pub fn del(container_id: &str, ifname: &str) -> Result<()> {
     }
 }
 
+/// Remove the spoof checks of every attachment not in `keep` (container id, interface name)
+/// whose port `owned` accepts. The table is shared by every network on the node, so the caller
+/// says which ports are its own (e.g. its bridge's ports, and names that no longer exist: a
+/// check on a vanished port is stale whoever made it). Missing table is success.
+pub fn gc(keep: &[(&str, &str)], owned: &dyn Fn(&str) -> bool) -> Result<()> {
+    let action = "garbage-collecting macspoofchk state";
+    let kept: std::collections::HashSet<String> = keep
+        .iter()
+        .map(|(container_id, ifname)| attachment_chain(container_id, ifname))
+        .collect();
+    let mut sock = NfSocket::open()?;
+    sock.transact(action, |sock, genid| {
+        let elements = all_elements(sock)?;
+        let stale: Vec<&(String, Option<String>)> = elements
+            .iter()
+            .filter(|(port, target)| {
+                target
+                    .as_ref()
+                    .is_some_and(|chain| chain.starts_with(CHAIN_PREFIX) && !kept.contains(chain))
+                    && owned(port)
+            })
+            .collect();
+        if stale.is_empty() {
+            return Ok(None);
+        }
+        let mut b = sock.batch(Some(genid));
+        let mut chains: Vec<&str> = Vec::new();
+        for (port, target) in &stale {
+            push_delete_element(&mut b, port);
+            if let Some(chain) = target.as_deref() {
+                chains.push(chain);
+            }
+        }
+        chains.sort_unstable();
+        chains.dedup();
+        for chain in chains {
+            // A chain still jumped to from a port we keep stays (deleting it would fail).
+            let still_used = elements.iter().any(|(port, target)| {
+                target.as_deref() == Some(chain) && !stale.iter().any(|(p, _)| p == port)
+            });
+            if !still_used {
+                push_delete_chain(&mut b, TABLE, chain);
+            }
+        }
+        Ok(Some(b))
+    })
+}
+
 /// Verify the state [`add`] makes for (`host_veth`, `mac`); the error names what is missing.
 pub fn check(container_id: &str, ifname: &str, host_veth: &str, mac: [u8; 6]) -> Result<()> {
     let action = format!(
@@ -409,7 +457,7 @@ fn element_target(sock: &mut NfSocket, port: &str) -> Result<Option<String>> {
         .and_then(|(_, target)| target))
 }
 
-/// Every element of the ports map: (port, chain it jumps to). Only DEL's fallback uses it.
+/// Every element of the ports map: (port, chain it jumps to), for DEL's fallback and GC.
 fn all_elements(sock: &mut NfSocket) -> Result<Vec<(String, Option<String>)>> {
     sock.map_elements(NFPROTO_BRIDGE, TABLE, PORTS_MAP, ifname_from_key)
 }

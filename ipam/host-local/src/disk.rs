@@ -18,6 +18,7 @@
 //! against its lease file before it is released.
 
 use crate::store::{Attachment, Lease, LeaseStore, Owner, StoreError};
+use cni_protocol::crash;
 use fs2::FileExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -462,9 +463,14 @@ impl DiskStore {
     /// rebuilds, so a crash anywhere before this point cannot leave a lying index.
     pub fn commit(&mut self) -> Result<(), StoreError> {
         self.drop_template();
+        // Crash points mark the steps of an ADD, the only command that reserves.
+        let reserved = !self.last_reserved.is_empty();
         for (set_index, ip) in std::mem::take(&mut self.last_reserved) {
             let path = self.dir.join(format!("{LAST_RESERVED}{set_index}"));
             Self::write_in_place(&path, &ip.to_string())?;
+        }
+        if reserved {
+            crash::point("last-reserved-written");
         }
         let dirty = std::mem::take(&mut self.dirty);
         let stamp_path = self.index_dir.join(STAMP);
@@ -487,6 +493,9 @@ impl DiskStore {
                     Err(e) => return Err(io_err("updating index", e)),
                 },
             }
+        }
+        if reserved {
+            crash::point("index-written");
         }
         let stamp = self.current_stamp()?;
         Self::write_in_place(&stamp_path, &stamp)?;
@@ -532,6 +541,7 @@ impl LeaseStore for DiskStore {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(io_err(format_args!("reserving {ip}"), e)),
         }
+        crash::point("lease-written");
         // The inode now belongs to the lease; the next lease gets a file of its own.
         self.drop_template();
         self.index_add(&Owner::Attachment(owner.clone()), ip)?;

@@ -4,7 +4,7 @@
 use crate::config::BridgeConf;
 use crate::errors::kernel;
 use crate::plan::AddressPlan;
-use cni_protocol::CniError;
+use cni_protocol::{crash, CniError};
 use netops::{IfAddr, Link, Netns, Route, RouteSocket, Scope};
 use std::net::IpAddr;
 
@@ -73,6 +73,7 @@ pub fn configure_interface(
     container
         .set_link_up(link.index)
         .map_err(|e| CniError::internal(format!("failed to set {:?} up: {e}", link.name)))?;
+    crash::point("addressed");
     let gateway_v4 = plan
         .ips
         .iter()
@@ -112,5 +113,6 @@ pub fn configure_interface(
             CniError::internal(format!("failed to add route '{text}': {e}"))
         })?;
     }
+    crash::point("routed");
     Ok(())
 }

@@ -6,8 +6,8 @@ use crate::errors::kernel;
 use crate::naming::host_veth_name;
 use crate::plan::{plan, AddressPlan};
 use crate::{check, container, host, macspoof, masq};
-use cni_protocol::delegate;
 use cni_protocol::result::Interface;
+use cni_protocol::{crash, delegate};
 use cni_protocol::{CniError, CniResult, Command, ErrorCode, Plugin, Request};
 use netops::{AddrGenMode, Link, MacAddr, Netns, RouteSocket, VethEnd};
 use std::path::Path;
@@ -158,6 +158,7 @@ fn wire(
     // Registered first: deleting by our derived name is harmless if creation failed.
     undo.push(Undo::HostVeth(host_name.clone()));
     let host_veth = create_veth(host, &netns, conf, &bridge, &host_name, &inv.ifname)?;
+    crash::point("veth-created");
     let _ = netops::set_accept_ra(&host_name, 0);
     host::configure_port(host, conf, host_veth.index)?;
     let container_link = container
@@ -189,23 +190,36 @@ impl Bridge {
         // IPAM runs in its own process: start it first and wire the link meanwhile.
         let (wiring, ipam) = std::thread::scope(|scope| {
             let ipam = conf.ipam.as_deref().map(|plugin| {
-                scope.spawn(move || delegate::delegate_add(plugin, inv, &req.stdin, req.version))
+                scope.spawn(move || {
+                    let leased = delegate::delegate_add(plugin, inv, &req.stdin, req.version);
+                    if leased.is_ok() {
+                        crash::point("ipam-returned");
+                    }
+                    leased
+                })
             });
             let wiring = wire(req, conf, host, undo);
             let ipam = ipam.map(|handle| {
-                handle.join().unwrap_or_else(|_| delegate::DelegatedAdd {
-                    exited_ok: false,
-                    result: Err(CniError::internal("IPAM delegation panicked")),
+                handle.join().unwrap_or_else(|_| {
+                    Err(delegate::Failure {
+                        error: CniError::internal("IPAM delegation panicked"),
+                        state_unknown: true,
+                    })
                 })
             });
             (wiring, ipam)
         });
-        // A delegate that exited 0 may hold a lease even if its output was unusable.
-        if let (Some(outcome), Some(plugin)) = (&ipam, &conf.ipam) {
-            if outcome.exited_ok {
-                undo.push(Undo::IpamLease(plugin.clone()));
-            }
+        // Undo the delegate's ADD if it succeeded, or died without answering (it may have
+        // written a lease first); not if it refused, which may concern another ADD's lease.
+        let ipam_holds_state = match &ipam {
+            Some(Ok(_)) => true,
+            Some(Err(failure)) => failure.state_unknown,
+            None => false,
+        };
+        if let (true, Some(plugin)) = (ipam_holds_state, &conf.ipam) {
+            undo.push(Undo::IpamLease(plugin.clone()));
         }
+        let ipam = ipam.map(|r| r.map_err(|failure| failure.error));
         let Wiring {
             netns,
             mut container,
@@ -213,7 +227,7 @@ impl Bridge {
             host_veth,
             container_link,
         } = wiring?;
-        let ipam = ipam.map(|outcome| outcome.result).transpose()?;
+        let ipam = ipam.transpose()?;
 
         let mut result = CniResult::default();
         if let Some(ipam) = ipam {
@@ -224,11 +238,13 @@ impl Bridge {
             if conf.is_gateway {
                 host::ensure_gateway_addresses(host, conf, &bridge, &plan.bridge_addresses)?;
                 host::enable_forwarding(plan.has_ipv4_gateway(), plan.has_ipv6_gateway())?;
+                crash::point("gateway-set");
             }
             if conf.ip_masq {
                 let addresses: Vec<_> = plan.ips.iter().map(|i| i.address).collect();
                 undo.push(Undo::Masquerade);
                 masq::add(conf, &attachment(req), &addresses)?;
+                crash::point("masquerade-set");
             }
             result.ips = plan.ips;
             result.routes = plan.routes;
@@ -252,6 +268,7 @@ impl Bridge {
                 &host_veth.name,
                 mac.octets(),
             )?;
+            crash::point("macspoof-set");
         }
 
         // The bridge's MAC follows its ports until pinned: report what it is now.
@@ -332,14 +349,17 @@ impl Plugin for Bridge {
             if let Err(e) = result {
                 failures.push(e);
             }
+            crash::point("masquerade-removed");
         }
         if let Err(e) = self.delete_veth(req, &mut host) {
             failures.push(e);
         }
+        crash::point("veth-deleted");
         if let Some(plugin) = &conf.ipam {
             if let Err(e) = delegate::delegate(plugin, Command::Del, &req.invocation, &req.stdin) {
                 failures.push(e);
             }
+            crash::point("ipam-released");
         }
         drop(masq_backend);
         if conf.mac_spoof_check {
@@ -347,6 +367,7 @@ impl Plugin for Bridge {
             if let Err(e) = macspoof::del(&inv.container_id, &inv.ifname) {
                 failures.push(e);
             }
+            crash::point("macspoof-removed");
         }
         match failures.into_iter().next() {
             None => Ok(()),
@@ -380,6 +401,19 @@ impl Plugin for Bridge {
                     .collect();
                 if let Err(e) = masq::gc(&req.config.name, &keep) {
                     failures.push(e);
+                }
+                // Checked whatever the config says now: it may have had macspoofchk before.
+                let spoof_keep: Vec<(&str, &str)> = valid
+                    .iter()
+                    .map(|v| (v.container_id.as_str(), v.ifname.as_str()))
+                    .collect();
+                let spoof = RouteSocket::open()
+                    .map_err(kernel)
+                    .and_then(|mut host| macspoof::gc(&mut host, &conf.bridge, &spoof_keep));
+                match spoof {
+                    Err(e) if conf.mac_spoof_check => failures.push(e),
+                    Err(e) => eprintln!("bridge: GC of macspoofchk state: {}", e.msg),
+                    Ok(()) => {}
                 }
             }
         }
