@@ -37,9 +37,26 @@ fn host_local_appends_one_line_per_invocation_to_the_log_file() {
         .run(&host_local)
         .err(999);
     Call::new("DEL", "c1", conf.clone()).run(&host_local).ok();
+    // A diagnostic (GC without a valid list releases nothing) reaches the file too.
+    let mut gc: serde_json::Value = serde_json::from_str(&conf).expect("json");
+    gc["cniVersion"] = json!("1.1.0");
+    let gc_reply = Call::new("GC", "", gc.to_string()).run(&host_local);
+    gc_reply.ok();
+    assert!(
+        gc_reply
+            .stderr
+            .contains("host-local: GC without cni.dev/valid-attachments"),
+        "{gc_reply:?}"
+    );
 
     let lines = lines(&log);
-    assert_eq!(lines.len(), 7, "{lines:#?}");
+    assert_eq!(lines.len(), 9, "{lines:#?}");
+    assert!(
+        lines[7].ends_with("host-local: GC without cni.dev/valid-attachments: nothing released"),
+        "{}",
+        lines[7]
+    );
+    assert!(lines[8].contains("GC network \"lognet\""), "{}", lines[8]);
     let first = &lines[0];
     // 2026-11-23T09:30:00.123Z [pid] host-local: ADD network "lognet" container "c1" ...
     assert!(first.len() > 24 && first.as_bytes()[23] == b'Z', "{first}");

@@ -18,6 +18,13 @@ struct Sink {
 }
 
 static SINK: OnceLock<Sink> = OnceLock::new();
+/// The running plugin's name, prefixed to stderr lines.
+static PLUGIN: OnceLock<String> = OnceLock::new();
+
+/// Name the running plugin (the skel does this first thing).
+pub fn set_plugin_name(plugin: &str) {
+    let _ = PLUGIN.set(plugin.to_string());
+}
 
 /// Start appending to `path` for the rest of the process; `plugin` prefixes each line.
 /// Only an absolute path is used (a relative one would depend on the runtime's cwd).
@@ -47,10 +54,21 @@ pub fn open_log_file(path: &str, plugin: &str) {
     }
 }
 
-/// Write `message` to stderr and, if open, the log file.
+/// `cni_log!("format", args..)`: [`log`] with `format!` syntax.
+#[macro_export]
+macro_rules! cni_log {
+    ($($arg:tt)*) => {
+        $crate::log::log(format_args!($($arg)*))
+    };
+}
+
+/// Write `message` to stderr (after the plugin's name) and, if open, the log file.
 pub fn log(message: impl Display) {
     let line = message.to_string();
-    eprintln!("{line}");
+    match PLUGIN.get() {
+        Some(plugin) => eprintln!("{plugin}: {line}"),
+        None => eprintln!("{line}"),
+    }
     to_file(&line);
 }
 

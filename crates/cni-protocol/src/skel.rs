@@ -73,6 +73,7 @@ pub fn run(
     stderr: &mut dyn Write,
 ) -> i32 {
     let started = std::time::Instant::now();
+    log::set_plugin_name(plugin_name(about));
     let mut said = Said {
         reply_version: CURRENT_VERSION.to_string(),
         context: String::new(),

@@ -557,7 +557,9 @@ impl LeaseStore for DiskStore {
             Ok(text) => Ok(text.trim().parse().ok()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => {
-                eprintln!("host-local: ignoring unreadable last reserved address of range set {set_index}: {e}");
+                cni_protocol::cni_log!(
+                    "ignoring unreadable last reserved address of range set {set_index}: {e}"
+                );
                 Ok(None)
             }
         }

@@ -73,7 +73,7 @@ fn allocate_all(
     if let Err(e) = outcome {
         for (ip, _) in &taken {
             if let Err(release) = store.release(*ip, owner) {
-                eprintln!("host-local: rolling back {ip} for {owner}: {release}");
+                cni_protocol::cni_log!("rolling back {ip} for {owner}: {release}");
             }
         }
         return Err(e);
@@ -105,7 +105,7 @@ impl Plugin for HostLocal {
             // stamp, so the next command rebuilds the index from the lease files.
             for (ip, _) in allocation.iter().flatten() {
                 if let Err(release) = store.release(*ip, &owner) {
-                    eprintln!("host-local: rolling back {ip} for {owner}: {release}");
+                    cni_protocol::cni_log!("rolling back {ip} for {owner}: {release}");
                 }
             }
             let _ = store.commit();
@@ -176,7 +176,7 @@ impl Plugin for HostLocal {
 
     fn gc(&self, req: &Request) -> Result<(), CniError> {
         let Some(valid) = req.config.gc_valid_attachments() else {
-            eprintln!("host-local: GC without cni.dev/valid-attachments: nothing released");
+            cni_protocol::cni_log!("GC without cni.dev/valid-attachments: nothing released");
             return Ok(());
         };
         let valid: HashSet<Attachment> = valid

@@ -46,7 +46,7 @@ impl Rollback<'_> {
                 ),
             };
             if let Err(e) = outcome {
-                eprintln!("bridge: rolling back a failed ADD: {}", e.msg);
+                cni_protocol::cni_log!("rolling back a failed ADD: {}", e.msg);
             }
         }
     }
@@ -125,7 +125,7 @@ fn create_veth(
     // Our host-side name is derived from this attachment, so a veth of that name can only be
     // the remains of an earlier ADD of the same attachment that was killed halfway: replace it.
     if host.delete_link_by_name(host_name).map_err(kernel)? {
-        eprintln!("bridge: replaced {host_name}, left over from an interrupted ADD");
+        cni_protocol::cni_log!("replaced {host_name}, left over from an interrupted ADD");
         if let Ok(link) = host.create_veth(&host_end, &peer, Some(netns)) {
             return Ok(link);
         }
@@ -307,7 +307,7 @@ impl Bridge {
                 // Gone (the usual second DEL): nothing to do on the container side.
                 Err(e) if e.errno() == Some(libc::ENOENT) => {}
                 // Not a netns (e.g. a leftover file): still release everything else.
-                Err(e) => eprintln!("bridge: DEL: ignoring CNI_NETNS {}: {e}", path.display()),
+                Err(e) => cni_protocol::cni_log!("DEL: ignoring CNI_NETNS {}: {e}", path.display()),
             }
         }
         // No container side to delete through (netns gone or unusable): our host end has a
@@ -389,7 +389,7 @@ impl Plugin for Bridge {
             }
         }
         match req.config.gc_valid_attachments() {
-            None => eprintln!("bridge: GC without cni.dev/valid-attachments: nothing removed"),
+            None => cni_protocol::cni_log!("GC without cni.dev/valid-attachments: nothing removed"),
             Some(valid) => {
                 let keep: Vec<firewall::Attachment> = valid
                     .iter()
@@ -412,7 +412,7 @@ impl Plugin for Bridge {
                     .and_then(|mut host| macspoof::gc(&mut host, &conf.bridge, &spoof_keep));
                 match spoof {
                     Err(e) if conf.mac_spoof_check => failures.push(e),
-                    Err(e) => eprintln!("bridge: GC of macspoofchk state: {}", e.msg),
+                    Err(e) => cni_protocol::cni_log!("GC of macspoofchk state: {}", e.msg),
                     Ok(()) => {}
                 }
             }

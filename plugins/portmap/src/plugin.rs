@@ -180,7 +180,7 @@ impl Plugin for Portmap {
     fn gc(&self, req: &Request) -> Result<(), CniError> {
         load(req)?;
         let Some(valid) = req.config.gc_valid_attachments() else {
-            eprintln!("portmap: GC without cni.dev/valid-attachments: nothing removed");
+            cni_protocol::cni_log!("GC without cni.dev/valid-attachments: nothing removed");
             return Ok(());
         };
         let keep: Vec<Attachment> = valid
