@@ -1,0 +1,398 @@
+//! Reliability under load and abuse (issue 5): a storm of parallel ADDs and DELs through
+//! `bridge` + `host-local` on one bridge, networks misconfigured to share a bridge, a bridge
+//! name taken by another device, and a network lock held by a stray process. Every scenario
+//! runs in a sandbox netns with a tempdir data dir; kernel state is checked after each.
+
+use cni_suite_tests::sandbox::{in_sandbox, privileged, sh, Netns};
+use cni_suite_tests::{lease_names, our_plugin, Call, Reply};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A bridge network's config and where its leases live.
+struct Net {
+    name: String,
+    conf: Value,
+    data: PathBuf,
+    bin: PathBuf,
+}
+
+impl Net {
+    fn new(name: &str, bridge: &str, subnet: &str, data: &Path, extra: Value) -> Net {
+        let mut conf = json!({
+            "cniVersion": "1.0.0",
+            "name": name,
+            "type": "bridge",
+            "bridge": bridge,
+            "ipam": { "type": "host-local", "subnet": subnet, "dataDir": data },
+        });
+        if let (Some(c), Some(e)) = (conf.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                if k == "ipam" {
+                    if let (Some(i), Some(v)) = (c["ipam"].as_object_mut(), v.as_object()) {
+                        i.extend(v.clone());
+                    }
+                } else {
+                    c.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        Net {
+            name: name.to_string(),
+            conf,
+            data: data.to_path_buf(),
+            bin: our_plugin("bridge"),
+        }
+    }
+
+    fn call(&self, command: &str, id: &str, ns: &Netns, ifname: &str) -> Call {
+        Call::new(command, id, self.conf.to_string())
+            .netns(&ns.path_str())
+            .ifname(ifname)
+    }
+
+    fn run(&self, command: &str, id: &str, ns: &Netns, ifname: &str) -> Reply {
+        self.call(command, id, ns, ifname).run(&self.bin)
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.data.join(&self.name)
+    }
+
+    fn leases(&self) -> Vec<String> {
+        lease_names(&self.dir())
+    }
+
+    /// The lease file of `ip`: "<containerID>\r\n<ifname>".
+    fn lease(&self, ip: &str) -> String {
+        std::fs::read_to_string(self.dir().join(ip)).unwrap_or_default()
+    }
+}
+
+/// The pod's IPv4 address without prefix, if the result is well formed: three interfaces
+/// (bridge, host veth, container end with its sandbox) and one address on interface 2.
+fn valid_result(r: &Value, ifname: &str, prefix: &str) -> Result<String, String> {
+    let ifs = r["interfaces"].as_array().map_or(0, Vec::len);
+    let ip = r["ips"][0]["address"]
+        .as_str()
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_default();
+    if ifs != 3
+        || r["interfaces"][2]["name"] != ifname
+        || r["interfaces"][2]["sandbox"].as_str().is_none()
+        || r["ips"][0]["interface"] != 2
+        || r["ips"].as_array().map_or(0, Vec::len) != 1
+        || !ip.starts_with(prefix)
+    {
+        return Err(format!("malformed result: {r}"));
+    }
+    Ok(ip.to_string())
+}
+
+fn host_veths() -> Vec<String> {
+    let v: Value = serde_json::from_str(&sh("ip -j link show type veth")).unwrap_or(Value::Null);
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Global IPv4 addresses inside a netns, with their interface.
+fn netns_ipv4(ns: &Netns) -> Vec<(String, String)> {
+    let v: Value =
+        serde_json::from_str(&ns.sh("ip -j -4 addr show scope global")).unwrap_or_default();
+    let mut out = Vec::new();
+    for link in v.as_array().into_iter().flatten() {
+        for a in link["addr_info"].as_array().into_iter().flatten() {
+            out.push((
+                link["ifname"].as_str().unwrap_or_default().to_string(),
+                a["local"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// Dotted-quad tokens in a text (so "10.44.0.2" does not match inside "10.44.0.23").
+fn ipv4_tokens(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter(|t| t.parse::<std::net::Ipv4Addr>().is_ok())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Non-lease entries of a network directory (lock, last_reserved_ip.N, .index).
+fn bookkeeping(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.parse::<std::net::IpAddr>().is_err())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. The storm.
+
+const STORM_PODS: usize = 1000;
+const STORM_WORKERS: usize = 8;
+/// Container netns in the pool; each holds up to `STORM_PODS / STORM_NETNS + 1` pods, told
+/// apart by CNI_IFNAME (eth0, eth1, …).
+const STORM_NETNS: usize = 64;
+/// DEL + ADD pairs each worker runs on its own pods once all are up.
+const STORM_CHURN: usize = 40;
+const STORM_PREFIX: &str = "10.44.";
+
+/// What every worker shares: live addresses (to catch a duplicate the moment it is handed
+/// out) and every failure, collected rather than panicking so the report is complete.
+#[derive(Default)]
+struct Ledger {
+    live: Mutex<HashMap<String, String>>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Ledger {
+    fn error(&self, e: String) {
+        self.errors.lock().expect("errors").push(e);
+    }
+
+    fn add(&self, net: &Net, id: &str, ns: &Netns, ifname: &str) {
+        let reply = net.run("ADD", id, ns, ifname);
+        if reply.status != 0 {
+            return self.error(format!("ADD {id}/{ifname}: {reply:?}"));
+        }
+        let result = serde_json::from_str::<Value>(&reply.stdout).unwrap_or_default();
+        match valid_result(&result, ifname, STORM_PREFIX) {
+            Err(e) => self.error(format!("ADD {id}/{ifname}: {e}")),
+            Ok(ip) => {
+                if let Some(holder) = self
+                    .live
+                    .lock()
+                    .expect("live")
+                    .insert(ip.clone(), id.into())
+                {
+                    self.error(format!(
+                        "duplicate: {ip} given to {id} while {holder} holds it"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn del(&self, net: &Net, id: &str, ns: &Netns, ifname: &str) {
+        // The address stops being live when its DEL starts: host-local may hand it to a
+        // parallel ADD before this process has even exited.
+        self.live
+            .lock()
+            .expect("live")
+            .retain(|_, holder| holder != id);
+        let reply = net.run("DEL", id, ns, ifname);
+        if reply.status != 0 || !reply.stdout.trim().is_empty() {
+            self.error(format!("DEL {id}/{ifname}: {reply:?}"));
+        }
+    }
+
+    fn take_errors(&self) -> Vec<String> {
+        std::mem::take(&mut *self.errors.lock().expect("errors"))
+    }
+}
+
+/// One pod slot: which netns and which CNI_IFNAME, and the container currently in it.
+struct Slot {
+    ns: usize,
+    ifname: String,
+    id: String,
+}
+
+fn storm_slots() -> Vec<Slot> {
+    (0..STORM_PODS)
+        .map(|i| Slot {
+            ns: i % STORM_NETNS,
+            ifname: format!("eth{}", i / STORM_NETNS),
+            id: format!("storm-{i}"),
+        })
+        .collect()
+}
+
+/// Runs `f` over every worker's share of the slots (slot i belongs to worker i % WORKERS);
+/// returns the wall time.
+fn per_worker<F>(slots: &mut [Slot], f: F) -> Duration
+where
+    F: Fn(usize, &mut [&mut Slot]) + Sync,
+{
+    let mut shares: Vec<Vec<&mut Slot>> = (0..STORM_WORKERS).map(|_| Vec::new()).collect();
+    for (i, slot) in slots.iter_mut().enumerate() {
+        shares[i % STORM_WORKERS].push(slot);
+    }
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for (w, mut share) in shares.into_iter().enumerate() {
+            let f = &f;
+            // Threads inherit the spawning thread's netns: the sandbox's host.
+            s.spawn(move || f(w, &mut share));
+        }
+    });
+    start.elapsed()
+}
+
+fn report(phase: &str, ops: usize, took: Duration) {
+    let secs = took.as_secs_f64();
+    eprintln!(
+        "storm: {phase:<32} {ops:>5} ops in {secs:>6.2} s = {:>6.1} ops/s",
+        ops as f64 / secs
+    );
+}
+
+/// Addresses of every pod as the kernel sees them, checked against the ledger: one address
+/// per live pod, no address twice.
+fn assert_kernel_matches(pool: &[Netns], ledger: &Ledger, net: &Net) {
+    let live = ledger.live.lock().expect("live").clone();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for (i, ns) in pool.iter().enumerate() {
+        for (ifname, ip) in netns_ipv4(ns) {
+            if let Some(other) = seen.insert(ip.clone(), format!("ns{i}/{ifname}")) {
+                panic!("{ip} is on ns{i}/{ifname} and on {other}");
+            }
+        }
+    }
+    let kernel: BTreeSet<&String> = seen.keys().collect();
+    let ledger_ips: BTreeSet<&String> = live.keys().collect();
+    assert_eq!(kernel, ledger_ips, "pod addresses in the kernel vs results");
+    let leases: BTreeSet<String> = net.leases().into_iter().collect();
+    assert_eq!(
+        leases.iter().collect::<BTreeSet<_>>(),
+        ledger_ips,
+        "lease files vs results"
+    );
+    for (ip, id) in &live {
+        assert!(
+            net.lease(ip).starts_with(&format!("{id}\r\n")),
+            "{ip}: {id}"
+        );
+    }
+    assert_eq!(host_veths().len(), live.len(), "one host veth per pod");
+    let masq = ipv4_tokens(&sh("nft list ruleset"));
+    let missing: Vec<_> = live.keys().filter(|ip| !masq.contains(*ip)).collect();
+    assert!(missing.is_empty(), "pods without masquerade: {missing:?}");
+}
+
+#[test]
+fn a_thousand_pods_storm_one_bridge_and_leave_nothing() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let data = tempfile::tempdir().expect("tempdir");
+        let net = Net::new(
+            "storm",
+            "br-storm",
+            "10.44.0.0/22",
+            data.path(),
+            json!({ "isGateway": true, "ipMasq": true }),
+        );
+        let start = Instant::now();
+        let pool: Vec<Netns> = (0..STORM_NETNS).map(|_| Netns::new()).collect();
+        eprintln!(
+            "storm: {STORM_NETNS} container netns in {:.2} s",
+            start.elapsed().as_secs_f64()
+        );
+        let ledger = Ledger::default();
+        let mut slots = storm_slots();
+
+        // ADD everything, 8 at a time.
+        let took = per_worker(&mut slots, |_, share| {
+            for slot in share.iter() {
+                ledger.add(&net, &slot.id, &pool[slot.ns], &slot.ifname);
+            }
+        });
+        report("ADD (to 1000 pods)", STORM_PODS, took);
+        let errors = ledger.take_errors();
+        assert!(errors.is_empty(), "{} errors: {errors:#?}", errors.len());
+        assert_eq!(ledger.live.lock().expect("live").len(), STORM_PODS);
+        assert_kernel_matches(&pool, &ledger, &net);
+
+        // Churn at full occupancy: each worker replaces its pods one by one (DEL, then ADD of
+        // a new container in the same slot) while the others do the same.
+        let took = per_worker(&mut slots, |w, share| {
+            for k in 0..STORM_CHURN {
+                let slot = &mut share[k % share.len()];
+                ledger.del(&net, &slot.id, &pool[slot.ns], &slot.ifname);
+                slot.id = format!("churn-{w}-{k}");
+                ledger.add(&net, &slot.id, &pool[slot.ns], &slot.ifname);
+            }
+        });
+        report(
+            "DEL+ADD churn (at 1000 pods)",
+            2 * STORM_WORKERS * STORM_CHURN,
+            took,
+        );
+        let errors = ledger.take_errors();
+        assert!(errors.is_empty(), "{} errors: {errors:#?}", errors.len());
+        assert_kernel_matches(&pool, &ledger, &net);
+
+        // DEL everything.
+        let took = per_worker(&mut slots, |_, share| {
+            for slot in share.iter() {
+                ledger.del(&net, &slot.id, &pool[slot.ns], &slot.ifname);
+            }
+        });
+        report("DEL (all)", STORM_PODS, took);
+        let errors = ledger.take_errors();
+        assert!(errors.is_empty(), "{} errors: {errors:#?}", errors.len());
+        report(
+            "total",
+            2 * STORM_PODS + 2 * STORM_WORKERS * STORM_CHURN,
+            start.elapsed(),
+        );
+
+        // Nothing left: leases, veths (either end), masquerade state, iptables rules.
+        assert!(net.leases().is_empty(), "leases left: {:?}", net.leases());
+        let kept = bookkeeping(&net.dir());
+        let allowed: BTreeSet<String> = ["lock", "last_reserved_ip.0", ".index"]
+            .map(String::from)
+            .into();
+        assert!(kept.is_subset(&allowed), "unexpected files: {kept:?}");
+        let index: Vec<_> = std::fs::read_dir(net.dir().join(".index"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != "stamp")
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(index.is_empty(), "index entries left: {index:?}");
+        assert!(
+            host_veths().is_empty(),
+            "host veths left: {:?}",
+            host_veths()
+        );
+        for (i, ns) in pool.iter().enumerate() {
+            let links = ns.sh("ip -o link show");
+            assert!(!links.contains("eth"), "ns{i} still has: {links}");
+        }
+        let ruleset = sh("nft list ruleset");
+        let pod_ips: Vec<_> = ipv4_tokens(&ruleset)
+            .into_iter()
+            .filter(|t| t.starts_with(STORM_PREFIX))
+            .collect();
+        assert!(pod_ips.is_empty(), "pod addresses in nft: {pod_ips:?}");
+        for leftover in ["storm-", "churn-", "chain masq-"] {
+            assert!(
+                !ruleset.contains(leftover),
+                "{leftover:?} in nft: {ruleset}"
+            );
+        }
+        let ipt = sh("iptables -t nat -S 2>/dev/null; ip6tables -t nat -S 2>/dev/null");
+        assert!(
+            !ipt.contains("CNI-") && !ipt.contains(STORM_PREFIX),
+            "{ipt}"
+        );
+    });
+}
