@@ -3,7 +3,7 @@
 //! name taken by another device, and a network lock held by a stray process. Every scenario
 //! runs in a sandbox netns with a tempdir data dir; kernel state is checked after each.
 
-use cni_suite_tests::sandbox::{in_sandbox, privileged, sh, Netns};
+use cni_suite_tests::sandbox::{in_sandbox, privileged, sh, sh_ok, Netns};
 use cni_suite_tests::{lease_names, our_plugin, Call, Reply};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -394,5 +394,261 @@ fn a_thousand_pods_storm_one_bridge_and_leave_nothing() {
             !ipt.contains("CNI-") && !ipt.contains(STORM_PREFIX),
             "{ipt}"
         );
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Misconfiguration.
+
+fn msg(err: &Value) -> String {
+    err["msg"].as_str().unwrap_or_default().to_string()
+}
+
+fn bridge_ipv4(bridge: &str) -> Vec<String> {
+    let v: Value =
+        serde_json::from_str(&sh(&format!("ip -j -4 addr show dev {bridge}"))).unwrap_or_default();
+    cni_suite_tests::link_addresses(&v[0])
+}
+
+#[test]
+fn two_networks_on_one_bridge_conflict_clearly_and_keep_each_others_leases() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let data = tempfile::tempdir().expect("tempdir");
+        let gw = json!({ "isGateway": true, "ipMasq": true });
+        let a = Net::new(
+            "net-a",
+            "br-shared",
+            "10.20.0.0/24",
+            data.path(),
+            gw.clone(),
+        );
+        let b = Net::new("net-b", "br-shared", "10.21.0.0/24", data.path(), gw);
+        let (pa, pb, pc) = (Netns::new(), Netns::new(), Netns::new());
+        a.run("ADD", "a1", &pa, "eth0").ok();
+        assert_eq!(a.leases(), vec!["10.20.0.2"]);
+
+        // B wants its own gateway on A's bridge: refused as a configuration error, rolled back,
+        // A untouched (its gateway, its lease, its pod's connectivity).
+        let err = b.run("ADD", "b1", &pb, "eth0").err(7);
+        for part in ["br-shared", "10.20.0.1/24", "10.21.0.1/24", "forceAddress"] {
+            assert!(msg(&err).contains(part), "{part} not in {err}");
+        }
+        assert!(b.leases().is_empty(), "B's lease released");
+        assert!(!pb.sh_ok("ip link show eth0"), "B's veth rolled back");
+        assert_eq!(host_veths().len(), 1);
+        assert_eq!(bridge_ipv4("br-shared"), vec!["10.20.0.1/24"]);
+        assert_eq!(a.lease("10.20.0.2"), "a1\r\neth0");
+        assert!(pa.sh_ok("ping -c1 -W2 10.20.0.1"));
+
+        // Without isGateway B has nothing to put on the bridge: its pods share A's L2 segment
+        // with their own subnet, and neither network's leases see the other's.
+        let b_l2 = Net::new(
+            "net-b",
+            "br-shared",
+            "10.21.0.0/24",
+            data.path(),
+            json!({ "ipMasq": true }),
+        );
+        b_l2.run("ADD", "b2", &pc, "eth0").ok();
+        a.run("ADD", "a2", &pc, "eth1").ok();
+        assert_eq!(a.leases(), vec!["10.20.0.2", "10.20.0.3"]);
+        assert_eq!(b_l2.leases().len(), 1);
+        assert_eq!(bridge_ipv4("br-shared"), vec!["10.20.0.1/24"]);
+
+        // Each DEL releases only its own network's leases.
+        a.run("DEL", "a1", &pa, "eth0").ok();
+        a.run("DEL", "a2", &pc, "eth1").ok();
+        assert!(a.leases().is_empty());
+        assert_eq!(b_l2.leases().len(), 1);
+        b_l2.run("DEL", "b2", &pc, "eth0").ok();
+        assert!(b_l2.leases().is_empty());
+        assert!(host_veths().is_empty());
+        let rules = sh("nft list ruleset");
+        assert!(
+            !rules.contains("10.20.0.") && !rules.contains("10.21.0."),
+            "{rules}"
+        );
+    });
+}
+
+#[test]
+fn a_bridge_name_taken_by_a_veth_is_refused_before_anything_is_made() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let data = tempfile::tempdir().expect("tempdir");
+        sh("ip link add br-taken type veth peer name br-taken-p");
+        let before = sh("ip -d link show br-taken");
+        let net = Net::new(
+            "taken",
+            "br-taken",
+            "10.22.0.0/24",
+            data.path(),
+            json!({ "isGateway": true, "ipMasq": true }),
+        );
+        let pod = Netns::new();
+        let err = net.run("ADD", "p1", &pod, "eth0").err(7);
+        assert!(msg(&err).contains("is not a bridge (veth)"), "{err}");
+        // Refused before IPAM ran: no lease, not even the network's directory.
+        assert!(!net.dir().exists(), "{:?}", bookkeeping(&net.dir()));
+        assert_eq!(
+            sh("ip -d link show br-taken"),
+            before,
+            "the veth is untouched"
+        );
+        let mut veths = host_veths();
+        veths.sort();
+        assert_eq!(veths, ["br-taken", "br-taken-p"], "no pod veth");
+        assert!(!pod.sh_ok("ip link show eth0"));
+        assert!(!sh("nft list ruleset").contains("10.22.0."));
+        // DEL of the refused attachment is still fine (runtimes send it after a failed ADD).
+        net.run("DEL", "p1", &pod, "eth0").ok();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. A network lock held by a stray process.
+
+/// A process holding `<dataDir>/<network>/lock` until dropped.
+struct StrayLock(std::process::Child);
+
+impl StrayLock {
+    fn hold(path: &Path) -> StrayLock {
+        // The shell locks its own descriptor with flock(1) and becomes `sleep`: killing that
+        // one process releases the lock (`flock FILE CMD` would leave CMD holding it).
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "exec 9<'{}' && flock -x 9 && exec sleep 600",
+                path.display()
+            ))
+            .spawn()
+            .expect("sh");
+        let probe = format!("flock -n {} true", path.display());
+        let start = Instant::now();
+        while sh_ok(&probe) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "flock never took the lock"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        StrayLock(child)
+    }
+}
+
+impl Drop for StrayLock {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs every call at once; each reply with its wall time.
+fn concurrently(net: &Net, calls: &[(&str, &str, &Netns)]) -> Vec<(Reply, Duration)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = calls
+            .iter()
+            .map(|(cmd, id, ns)| {
+                s.spawn(move || {
+                    let start = Instant::now();
+                    let reply = net.run(cmd, id, ns, "eth0");
+                    (reply, start.elapsed())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("caller"))
+            .collect()
+    })
+}
+
+#[test]
+fn a_held_lock_fails_parallel_calls_with_try_again_later_then_they_succeed() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let data = tempfile::tempdir().expect("tempdir");
+        let timeout = Duration::from_millis(1500);
+        let net = Net::new(
+            "locked",
+            "br-lock",
+            "10.23.0.0/24",
+            data.path(),
+            json!({ "isGateway": true, "ipMasq": true,
+                    "ipam": { "lockTimeoutMs": timeout.as_millis() as u64 } }),
+        );
+        let pods: Vec<Netns> = (0..6).map(|_| Netns::new()).collect();
+        net.run("ADD", "old0", &pods[0], "eth0").ok();
+        net.run("ADD", "old1", &pods[1], "eth0").ok();
+        let leases = net.leases();
+        let calls = [
+            ("DEL", "old0", &pods[0]),
+            ("DEL", "old1", &pods[1]),
+            ("ADD", "new2", &pods[2]),
+            ("ADD", "new3", &pods[3]),
+            ("ADD", "new4", &pods[4]),
+            ("ADD", "new5", &pods[5]),
+        ];
+
+        // Held past the timeout: every caller gives up after about lockTimeoutMs with code 11
+        // from bridge itself; the ADDs leave nothing, the DELs keep their leases for a retry.
+        let stray = StrayLock::hold(&net.dir().join("lock"));
+        for ((cmd, id, _), (reply, took)) in calls.iter().zip(concurrently(&net, &calls)) {
+            let err = reply.err(11);
+            assert!(msg(&err).contains("lock"), "{cmd} {id}: {err}");
+            assert!(
+                took >= timeout && took < timeout + Duration::from_secs(5),
+                "{cmd} {id} took {took:?}"
+            );
+        }
+        assert_eq!(net.leases(), leases, "no lease taken or released");
+        assert!(host_veths().is_empty(), "left: {:?}", host_veths());
+        for ns in &pods[2..] {
+            assert!(!ns.sh_ok("ip link show eth0"), "ADD rolled back");
+        }
+        let rules = ipv4_tokens(&sh("nft list ruleset"));
+        assert!(
+            !rules
+                .iter()
+                .any(|t| t.starts_with("10.23.0.") && t != "10.23.0.0"),
+            "{rules:?}"
+        );
+
+        // Released: the same calls all succeed.
+        drop(stray);
+        for ((cmd, id, _), (reply, _)) in calls.iter().zip(concurrently(&net, &calls)) {
+            let out = reply.ok();
+            if *cmd == "ADD" {
+                valid_result(&out, "eth0", "10.23.0.").unwrap_or_else(|e| panic!("{id}: {e}"));
+            }
+        }
+        let now = net.leases();
+        assert_eq!(now.len(), 4, "{now:?}");
+        assert_eq!(host_veths().len(), 4);
+
+        // Held briefly: callers wait it out and succeed.
+        let stray = StrayLock::hold(&net.dir().join("lock"));
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            drop(stray);
+        });
+        let dels: Vec<_> = calls[2..]
+            .iter()
+            .map(|(_, id, ns)| ("DEL", *id, *ns))
+            .collect();
+        for (reply, took) in concurrently(&net, &dels) {
+            reply.ok();
+            assert!(took >= Duration::from_millis(400), "{took:?}");
+        }
+        release.join().expect("release");
+        assert!(net.leases().is_empty());
+        assert!(host_veths().is_empty());
     });
 }
