@@ -141,13 +141,9 @@ fn bookkeeping(dir: &Path) -> BTreeSet<String> {
 // ---------------------------------------------------------------------------------------------
 // 1. The storm.
 
-const STORM_PODS: usize = 1000;
 const STORM_WORKERS: usize = 8;
-/// Container netns in the pool; each holds up to `STORM_PODS / STORM_NETNS + 1` pods, told
-/// apart by CNI_IFNAME (eth0, eth1, …).
+/// Container netns in the pool; each holds several pods, told apart by CNI_IFNAME (eth0, …).
 const STORM_NETNS: usize = 64;
-/// DEL + ADD pairs each worker runs on its own pods once all are up.
-const STORM_CHURN: usize = 40;
 const STORM_PREFIX: &str = "10.44.";
 
 /// What every worker shares: live addresses (to catch a duplicate the moment it is handed
@@ -211,8 +207,8 @@ struct Slot {
     id: String,
 }
 
-fn storm_slots() -> Vec<Slot> {
-    (0..STORM_PODS)
+fn storm_slots(pods: usize) -> Vec<Slot> {
+    (0..pods)
         .map(|i| Slot {
             ns: i % STORM_NETNS,
             ifname: format!("eth{}", i / STORM_NETNS),
@@ -278,24 +274,26 @@ fn assert_kernel_matches(pool: &[Netns], ledger: &Ledger, net: &Net) {
         );
     }
     assert_eq!(host_veths().len(), live.len(), "one host veth per pod");
-    let masq = ipv4_tokens(&sh("nft list ruleset"));
+    let masq = ipv4_tokens(&sh(
+        "nft list ruleset; iptables -t nat -S 2>/dev/null || true",
+    ));
     let missing: Vec<_> = live.keys().filter(|ip| !masq.contains(*ip)).collect();
     assert!(missing.is_empty(), "pods without masquerade: {missing:?}");
 }
 
-#[test]
-fn a_thousand_pods_storm_one_bridge_and_leave_nothing() {
-    if !privileged() {
-        return;
-    }
+/// `pods` ADDs from 8 workers, then `churn` DEL+ADD pairs per worker at full occupancy, then
+/// DEL of everything; `backend` is the `ipMasqBackend` (`None`: the default).
+fn storm(pods: usize, churn: usize, backend: Option<&str>) {
     in_sandbox(|| {
+        let mut extra = json!({ "isGateway": true, "ipMasq": true });
+        if let Some(b) = backend {
+            extra["ipMasqBackend"] = json!(b);
+        }
         let data = tempfile::tempdir().expect("tempdir");
-        let net = Net::new(
-            "storm",
-            "br-storm",
-            "10.44.0.0/22",
-            data.path(),
-            json!({ "isGateway": true, "ipMasq": true }),
+        let net = Net::new("storm", "br-storm", "10.44.0.0/22", data.path(), extra);
+        eprintln!(
+            "storm: {pods} pods, {STORM_WORKERS} workers, masquerade backend {}",
+            backend.unwrap_or("default")
         );
         let start = Instant::now();
         let pool: Vec<Netns> = (0..STORM_NETNS).map(|_| Netns::new()).collect();
@@ -304,7 +302,7 @@ fn a_thousand_pods_storm_one_bridge_and_leave_nothing() {
             start.elapsed().as_secs_f64()
         );
         let ledger = Ledger::default();
-        let mut slots = storm_slots();
+        let mut slots = storm_slots(pods);
 
         // ADD everything, 8 at a time.
         let took = per_worker(&mut slots, |_, share| {
@@ -312,16 +310,16 @@ fn a_thousand_pods_storm_one_bridge_and_leave_nothing() {
                 ledger.add(&net, &slot.id, &pool[slot.ns], &slot.ifname);
             }
         });
-        report("ADD (to 1000 pods)", STORM_PODS, took);
+        report(&format!("ADD (to {pods} pods)"), pods, took);
         let errors = ledger.take_errors();
         assert!(errors.is_empty(), "{} errors: {errors:#?}", errors.len());
-        assert_eq!(ledger.live.lock().expect("live").len(), STORM_PODS);
+        assert_eq!(ledger.live.lock().expect("live").len(), pods);
         assert_kernel_matches(&pool, &ledger, &net);
 
         // Churn at full occupancy: each worker replaces its pods one by one (DEL, then ADD of
         // a new container in the same slot) while the others do the same.
         let took = per_worker(&mut slots, |w, share| {
-            for k in 0..STORM_CHURN {
+            for k in 0..churn {
                 let slot = &mut share[k % share.len()];
                 ledger.del(&net, &slot.id, &pool[slot.ns], &slot.ifname);
                 slot.id = format!("churn-{w}-{k}");
@@ -329,8 +327,8 @@ fn a_thousand_pods_storm_one_bridge_and_leave_nothing() {
             }
         });
         report(
-            "DEL+ADD churn (at 1000 pods)",
-            2 * STORM_WORKERS * STORM_CHURN,
+            &format!("DEL+ADD churn (at {pods} pods)"),
+            2 * STORM_WORKERS * churn,
             took,
         );
         let errors = ledger.take_errors();
@@ -343,12 +341,12 @@ fn a_thousand_pods_storm_one_bridge_and_leave_nothing() {
                 ledger.del(&net, &slot.id, &pool[slot.ns], &slot.ifname);
             }
         });
-        report("DEL (all)", STORM_PODS, took);
+        report("DEL (all)", pods, took);
         let errors = ledger.take_errors();
         assert!(errors.is_empty(), "{} errors: {errors:#?}", errors.len());
         report(
             "total",
-            2 * STORM_PODS + 2 * STORM_WORKERS * STORM_CHURN,
+            2 * pods + 2 * STORM_WORKERS * churn,
             start.elapsed(),
         );
 
@@ -395,6 +393,21 @@ fn a_thousand_pods_storm_one_bridge_and_leave_nothing() {
             "{ipt}"
         );
     });
+}
+
+#[test]
+fn a_thousand_pods_storm_one_bridge_and_leave_nothing() {
+    if privileged() {
+        storm(1000, 40, None);
+    }
+}
+
+/// The iptables backend execs iptables-restore per pod, all contending for the xtables lock.
+#[test]
+fn an_iptables_backend_storm_leaves_no_rules() {
+    if privileged() {
+        storm(300, 15, Some("iptables"));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
