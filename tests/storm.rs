@@ -665,3 +665,84 @@ fn a_held_lock_fails_parallel_calls_with_try_again_later_then_they_succeed() {
         assert!(host_veths().is_empty());
     });
 }
+
+/// Children of `pid`, over all of its threads.
+fn children(pid: u32) -> Vec<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Running (not gone, not a zombie awaiting its reaper).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(") ").next().map(|r| !r.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_killed_bridge_takes_its_waiting_ipam_process_with_it() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let data = tempfile::tempdir().expect("tempdir");
+        let net = Net::new(
+            "killed",
+            "br-kill",
+            "10.24.0.0/24",
+            data.path(),
+            json!({ "isGateway": true, "ipMasq": true }),
+        );
+        let (p1, p2) = (Netns::new(), Netns::new());
+        net.run("ADD", "first", &p1, "eth0").ok();
+        let leases = net.leases();
+
+        // A runtime's timeout kills the plugin process only (Go's exec.CommandContext), here
+        // while host-local waits for a held lock.
+        let stray = StrayLock::hold(&net.dir().join("lock"));
+        let call = net.call("ADD", "doomed", &p2, "eth0");
+        let mut bridge = call.command(&net.bin).spawn().expect("spawn bridge");
+        if let Some(mut stdin) = bridge.stdin.take() {
+            use std::io::Write;
+            stdin.write_all(call.stdin.as_bytes()).expect("stdin");
+        }
+        let start = Instant::now();
+        let ipam = loop {
+            if let Some(pid) = children(bridge.id()).first() {
+                break *pid;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "no IPAM child");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        bridge.kill().expect("kill bridge");
+        bridge.wait().expect("reap bridge");
+        let start = Instant::now();
+        while alive(ipam) {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "host-local outlived bridge"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+
+        // Once the lock frees, no lease appears for the ADD the runtime saw fail.
+        drop(stray);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(net.leases(), leases);
+        // The runtime's DEL for the failed ADD removes what the killed process had made.
+        net.run("DEL", "doomed", &p2, "eth0").ok();
+        net.run("DEL", "first", &p1, "eth0").ok();
+        assert!(net.leases().is_empty() && host_veths().is_empty());
+    });
+}

@@ -35,16 +35,42 @@ pub fn find_plugin(plugin: &str, cni_path: &[PathBuf]) -> Result<PathBuf, CniErr
     )))
 }
 
+/// Makes the child die with the thread that spawned it (which waits for it, so: with us).
+/// A runtime that times a plugin out kills that process only; an IPAM delegate left running
+/// would still take its lease once the network's lock frees, for an ADD the runtime already
+/// counted as failed. Delegates are crash-safe (host-local's leases are atomic), so SIGKILL is
+/// no worse than the crash the runtime caused.
+fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // syscalls (prctl, getppid), touching no memory shared with other threads.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Runs `binary` for `command` and returns its stdout on success.
 pub fn exec(binary: &Path, command: Command, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
     let mut attempt = 0;
     let mut child = loop {
-        let spawned = std::process::Command::new(binary)
-            .env("CNI_COMMAND", command.as_str())
+        let mut cmd = std::process::Command::new(binary);
+        cmd.env("CNI_COMMAND", command.as_str())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn();
+            .stderr(Stdio::inherit());
+        die_with_parent(&mut cmd);
+        let spawned = cmd.spawn();
         match spawned {
             Ok(child) => break child,
             // The binary is being replaced (an upgrade in progress): libcni retries too.
