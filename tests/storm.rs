@@ -4,7 +4,7 @@
 //! runs in a sandbox netns with a tempdir data dir; kernel state is checked after each.
 
 use cni_suite_tests::sandbox::{in_sandbox, privileged, sh, sh_ok, Netns};
-use cni_suite_tests::{lease_names, our_plugin, Call, Reply};
+use cni_suite_tests::{lease_names, our_plugin, reference_plugin, Call, Reply, REFERENCE_DIR};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -17,6 +17,8 @@ struct Net {
     conf: Value,
     data: PathBuf,
     bin: PathBuf,
+    /// CNI_PATH, where `bin` finds host-local.
+    cni_path: String,
 }
 
 impl Net {
@@ -44,11 +46,13 @@ impl Net {
             conf,
             data: data.to_path_buf(),
             bin: our_plugin("bridge"),
+            cni_path: cni_suite_tests::our_bin_dir().display().to_string(),
         }
     }
 
     fn call(&self, command: &str, id: &str, ns: &Netns, ifname: &str) -> Call {
         Call::new(command, id, self.conf.to_string())
+            .cni_path(&self.cni_path)
             .netns(&ns.path_str())
             .ifname(ifname)
     }
@@ -283,17 +287,26 @@ fn assert_kernel_matches(pool: &[Netns], ledger: &Ledger, net: &Net) {
 
 /// `pods` ADDs from 8 workers, then `churn` DEL+ADD pairs per worker at full occupancy, then
 /// DEL of everything; `backend` is the `ipMasqBackend` (`None`: the default).
-fn storm(pods: usize, churn: usize, backend: Option<&str>) {
+fn storm(pods: usize, churn: usize, backend: Option<&str>, reference: bool) {
     in_sandbox(|| {
         let mut extra = json!({ "isGateway": true, "ipMasq": true });
         if let Some(b) = backend {
             extra["ipMasqBackend"] = json!(b);
         }
         let data = tempfile::tempdir().expect("tempdir");
-        let net = Net::new("storm", "br-storm", "10.44.0.0/22", data.path(), extra);
+        let mut net = Net::new("storm", "br-storm", "10.44.0.0/22", data.path(), extra);
+        if reference {
+            net.bin = Path::new(REFERENCE_DIR).join("bridge");
+            net.cni_path = REFERENCE_DIR.to_string();
+        }
         eprintln!(
-            "storm: {pods} pods, {STORM_WORKERS} workers, masquerade backend {}",
-            backend.unwrap_or("default")
+            "storm: {pods} pods, {STORM_WORKERS} workers, masquerade backend {}{}",
+            backend.unwrap_or("default"),
+            if reference {
+                ", REFERENCE binaries"
+            } else {
+                ""
+            }
         );
         let start = Instant::now();
         let pool: Vec<Netns> = (0..STORM_NETNS).map(|_| Netns::new()).collect();
@@ -398,7 +411,17 @@ fn storm(pods: usize, churn: usize, backend: Option<&str>) {
 #[test]
 fn a_thousand_pods_storm_one_bridge_and_leave_nothing() {
     if privileged() {
-        storm(1000, 40, None);
+        storm(1000, 40, None, false);
+    }
+}
+
+/// The same storm through the Go reference, for the figures in notes/reliability-storm.md:
+/// `cargo test --test storm -- --ignored --nocapture reference`.
+#[test]
+#[ignore = "comparison figures only; ~3 min"]
+fn reference_storm_for_comparison() {
+    if privileged() && reference_plugin("bridge").is_some() {
+        storm(1000, 40, None, true);
     }
 }
 
@@ -406,7 +429,7 @@ fn a_thousand_pods_storm_one_bridge_and_leave_nothing() {
 #[test]
 fn an_iptables_backend_storm_leaves_no_rules() {
     if privileged() {
-        storm(300, 15, Some("iptables"));
+        storm(300, 15, Some("iptables"), false);
     }
 }
 
