@@ -128,9 +128,8 @@ pub fn ensure_gateway_addresses(
                 // changed. Leave the address alone: pods of the other network route through it.
                 return Err(CniError::invalid_config(format!(
                     "failed to set bridge addr: {:?} already has an IP address different from \
-                     {want} ({}): it is another network's gateway or an earlier subnet of \
-                     network {:?}; give each network its own bridge, or set forceAddress to \
-                     replace it",
+                     {want} ({}, e.g. another network's gateway or an earlier subnet of network \
+                     {:?}); give each network its own bridge, or set forceAddress to replace it",
                     conf.bridge,
                     listed.join(", "),
                     conf.network
