@@ -570,7 +570,7 @@ fn a_failed_add_after_ipam_rolls_everything_back() {
         );
         let a = Netns::new();
         let reply = net.call("ADD", "a", &a).run(&net.bin);
-        let err = reply.err(999);
+        let err = reply.err(7);
         assert!(
             err["msg"]
                 .as_str()
@@ -607,7 +607,7 @@ fn a_non_bridge_with_the_bridge_name_is_refused() {
         sh("ip link add cni0 type veth peer name cni0-peer");
         let net = Network::new("cni0", "10.12.0.0/24", json!({}));
         let a = Netns::new();
-        let err = net.call("ADD", "a", &a).run(&net.bin).err(999);
+        let err = net.call("ADD", "a", &a).run(&net.bin).err(7);
         assert!(
             err["msg"]
                 .as_str()

@@ -25,9 +25,12 @@ pub fn ensure_bridge(host: &mut RouteSocket, conf: &BridgeConf) -> Result<Link, 
         }
     };
     if link.kind.as_deref() != Some("bridge") {
-        return Err(CniError::internal(format!(
-            "failed to create bridge {:?}: {:?} already exists but is not a bridge",
-            conf.bridge, conf.bridge
+        // The config names a device it cannot use: a configuration error (the reference: 999).
+        return Err(CniError::invalid_config(format!(
+            "failed to create bridge {:?}: {:?} already exists but is not a bridge ({})",
+            conf.bridge,
+            conf.bridge,
+            link.kind.as_deref().unwrap_or("no kind")
         )));
     }
     if conf.promisc && !link.promisc {
@@ -119,12 +122,24 @@ pub fn ensure_gateway_addresses(
             .copied()
             .collect();
         if !clashing.is_empty() {
+            let listed: Vec<String> = clashing.iter().map(ToString::to_string).collect();
             if !conf.force_address {
-                return Err(CniError::internal(format!(
-                    "failed to set bridge addr: {:?} already has an IP address different from {want}",
-                    conf.bridge
+                // Typically a second network sharing this bridge, or this network's subnet
+                // changed. Leave the address alone: pods of the other network route through it.
+                return Err(CniError::invalid_config(format!(
+                    "failed to set bridge addr: {:?} already has an IP address different from \
+                     {want} ({}, e.g. another network's gateway or an earlier subnet of network \
+                     {:?}); give each network its own bridge, or set forceAddress to replace it",
+                    conf.bridge,
+                    listed.join(", "),
+                    conf.network
                 )));
             }
+            eprintln!(
+                "bridge: forceAddress: replacing {} on {:?} with {want}",
+                listed.join(", "),
+                conf.bridge
+            );
             for old in clashing {
                 host.delete_address(bridge.index, old).map_err(kernel)?;
                 present.retain(|p| *p != old);

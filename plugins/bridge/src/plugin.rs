@@ -148,12 +148,11 @@ fn wire(
     req: &Request,
     conf: &BridgeConf,
     host: &mut RouteSocket,
+    (netns, bridge): (Netns, Link),
     undo: &mut Vec<Undo>,
 ) -> Result<Wiring, CniError> {
     let inv = &req.invocation;
-    let netns = open_netns(netns_path(req)?)?;
     let mut container = RouteSocket::open_in(&netns).map_err(kernel)?;
-    let bridge = host::ensure_bridge(host, conf)?;
     let host_name = host_veth_name(&inv.container_id, &inv.ifname);
     // Registered first: deleting by our derived name is harmless if creation failed.
     undo.push(Undo::HostVeth(host_name.clone()));
@@ -187,6 +186,10 @@ impl Bridge {
         if let Some(plugin) = &conf.ipam {
             delegate::find_plugin(plugin, &inv.path)?;
         }
+        // Refusals that cost no more than a lookup come before IPAM, so a bad netns or a
+        // bridge name taken by another device leaves no trace in its state.
+        let netns = open_netns(netns_path(req)?)?;
+        let bridge = host::ensure_bridge(host, conf)?;
         // IPAM runs in its own process: start it first and wire the link meanwhile.
         let (wiring, ipam) = std::thread::scope(|scope| {
             let ipam = conf.ipam.as_deref().map(|plugin| {
@@ -198,7 +201,7 @@ impl Bridge {
                     leased
                 })
             });
-            let wiring = wire(req, conf, host, undo);
+            let wiring = wire(req, conf, host, (netns, bridge), undo);
             let ipam = ipam.map(|handle| {
                 handle.join().unwrap_or_else(|_| {
                     Err(delegate::Failure {
