@@ -242,17 +242,18 @@ pub(crate) fn delete_chain_from(
     restore(action, &tool, &lines)
 }
 
-/// Which iptables flavours may hold `chain` in their nat table, found without running
-/// anything: a netlink lookup for iptables-nft, `/proc/net/ip*_tables_names` for legacy.
-/// If netlink is unusable we cannot tell, and answer the host's default `iptables`.
-pub(crate) fn flavors_holding(fam: IpFamily, chain: &str) -> Vec<Flavor> {
+/// Which iptables flavours may hold `chain` in their nat table (any chain when `None`: which
+/// have a nat table at all), found without running anything: a netlink lookup for
+/// iptables-nft, `/proc/net/ip*_tables_names` for legacy. If netlink is unusable we cannot
+/// tell, and answer the host's default `iptables`.
+pub(crate) fn flavors_holding(fam: IpFamily, chain: Option<&str>) -> Vec<Flavor> {
     let mut out = Vec::new();
     let nfproto = match fam {
         IpFamily::V4 => NFPROTO_IPV4,
         IpFamily::V6 => NFPROTO_IPV6,
     };
-    let nft = NfSocket::open().and_then(|mut sock| {
-        sock.get(
+    let nft = NfSocket::open().and_then(|mut sock| match chain {
+        Some(chain) => sock.get(
             "looking up an iptables-nft chain",
             MsgType::GetChain,
             nfproto,
@@ -260,7 +261,10 @@ pub(crate) fn flavors_holding(fam: IpFamily, chain: &str) -> Vec<Flavor> {
                 m.put_str(attr::CHAIN_TABLE, "nat");
                 m.put_str(attr::CHAIN_NAME, chain);
             },
-        )
+        ),
+        None => sock.get("looking up table nat", MsgType::GetTable, nfproto, |m| {
+            m.put_str(attr::TABLE_NAME, "nat")
+        }),
     });
     match nft {
         Ok(Some(_)) => out.push(Flavor::Nft),
@@ -289,7 +293,7 @@ pub(crate) fn delete_attachment(att: &Attachment, action: &str) -> Vec<Error> {
 pub(crate) fn delete_everywhere(from: &str, chain: &str, action: &str) -> Vec<Error> {
     let mut errors = Vec::new();
     for fam in IpFamily::ALL {
-        for flavor in flavors_holding(fam, chain) {
+        for flavor in flavors_holding(fam, Some(chain)) {
             if let Err(e) = delete_chain_from(fam, flavor, from, chain, action) {
                 errors.push(e);
             }

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 
 use crate::error::{Error, Result};
-use crate::iptables::{self, Flavor, IpFamily};
+use crate::iptables::{self, flavors_holding, IpFamily};
 use crate::naming::{instance_hash, network_hash, reference_nft_comment};
 use crate::nft::socket::{Batch, NfSocket};
 use crate::nft::wire::{attr, MsgType, NFPROTO_INET};
@@ -49,7 +49,7 @@ pub fn gc_reference_state(network: &str, keep: &[Attachment]) -> Result<()> {
     let mut flavors = Vec::new();
     // Any chain would do for the probe: it answers which flavours have a nat table at all.
     for fam in [IpFamily::V4, IpFamily::V6] {
-        for f in iptables_flavors_in_use(fam) {
+        for f in flavors_holding(fam, None) {
             if !flavors.contains(&f) {
                 flavors.push(f);
             }
@@ -74,32 +74,6 @@ pub fn gc_reference_state(network: &str, keep: &[Attachment]) -> Result<()> {
         errors.push(e);
     }
     Error::collect(errors)
-}
-
-/// Which iptables flavours have a nat table for `fam` in this namespace.
-fn iptables_flavors_in_use(fam: IpFamily) -> Vec<Flavor> {
-    let mut out = Vec::new();
-    let nfproto = match fam {
-        IpFamily::V4 => crate::nft::wire::NFPROTO_IPV4,
-        IpFamily::V6 => crate::nft::wire::NFPROTO_IPV6,
-    };
-    match NfSocket::open().and_then(|mut s| {
-        s.get("looking up table nat", MsgType::GetTable, nfproto, |m| {
-            m.put_str(attr::TABLE_NAME, "nat")
-        })
-    }) {
-        Ok(Some(_)) => out.push(Flavor::Nft),
-        Ok(None) => {}
-        Err(_) => return vec![Flavor::Default],
-    }
-    let names = match fam {
-        IpFamily::V4 => "/proc/net/ip_tables_names",
-        IpFamily::V6 => "/proc/net/ip6_tables_names",
-    };
-    if std::fs::read_to_string(names).is_ok_and(|s| s.lines().any(|l| l.trim() == "nat")) {
-        out.push(Flavor::Legacy);
-    }
-    out
 }
 
 /// Delete the rules of the reference's `masq_checks` chain whose comment `doomed` selects.
