@@ -3,10 +3,26 @@
 
 use cni_suite_tests::sandbox::{in_sandbox, privileged, Netns};
 use cni_suite_tests::{our_plugin, Call};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::fs;
+use std::path::Path;
 
-fn lines(path: &std::path::Path) -> Vec<String> {
+/// A bridge + host-local network config with `logFile` set to `log_file`; `extra` adds keys.
+fn net_conf(dir: &Path, log_file: Value, subnet: &str, extra: Value) -> String {
+    let mut conf = json!({
+        "cniVersion": "1.0.0",
+        "name": "lognet",
+        "type": "bridge",
+        "logFile": log_file,
+        "ipam": { "type": "host-local", "subnet": subnet, "dataDir": dir },
+    });
+    if let (Some(c), Some(e)) = (conf.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    conf.to_string()
+}
+
+fn lines(path: &Path) -> Vec<String> {
     fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -18,14 +34,7 @@ fn lines(path: &std::path::Path) -> Vec<String> {
 fn host_local_appends_one_line_per_invocation_to_the_log_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("cni.log");
-    let conf = json!({
-        "cniVersion": "1.0.0",
-        "name": "lognet",
-        "type": "bridge",
-        "logFile": log,
-        "ipam": { "type": "host-local", "subnet": "10.42.0.0/29", "dataDir": dir.path() },
-    })
-    .to_string();
+    let conf = net_conf(dir.path(), json!(log), "10.42.0.0/29", json!({}));
     let host_local = our_plugin("host-local");
     let added = Call::new("ADD", "c1", conf.clone()).run(&host_local).ok();
     assert_eq!(added["ips"][0]["address"], "10.42.0.2/29");
@@ -80,24 +89,29 @@ fn host_local_appends_one_line_per_invocation_to_the_log_file() {
 #[test]
 fn a_relative_or_unwritable_log_file_never_fails_the_command() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for log_file in [
-        json!("relative.log"),
-        json!("/proc/no/such/dir/cni.log"),
-        json!(42),
+    for (log_file, relative) in [
+        (json!("relative.log"), true),
+        (json!("/proc/no/such/dir/cni.log"), false),
+        (json!(42), false),
     ] {
-        let conf = json!({
-            "cniVersion": "1.0.0",
-            "name": "lognet",
-            "type": "bridge",
-            "logFile": log_file,
-            "ipam": { "type": "host-local", "subnet": "10.42.0.0/24", "dataDir": dir.path() },
-        })
-        .to_string();
-        let reply = Call::new("ADD", "c1", conf.clone()).run(&our_plugin("host-local"));
-        reply.ok();
-        Call::new("DEL", "c1", conf)
-            .run(&our_plugin("host-local"))
-            .ok();
+        let conf = net_conf(dir.path(), log_file, "10.42.0.0/24", json!({}));
+        for (command, id) in [("ADD", "c1"), ("DEL", "c1")] {
+            let call = Call::new(command, id, conf.clone());
+            // Run from the data dir, so a relative path would land where we look for it.
+            let child = call
+                .command(&our_plugin("host-local"))
+                .current_dir(dir.path())
+                .spawn()
+                .expect("spawn host-local");
+            let reply = call.finish(child);
+            reply.ok();
+            if relative {
+                assert!(
+                    reply.stderr.contains("ignoring logFile \"relative.log\""),
+                    "{reply:?}"
+                );
+            }
+        }
     }
     assert!(!dir.path().join("relative.log").exists());
 }
@@ -110,15 +124,12 @@ fn bridge_and_its_ipam_delegate_share_the_log_file() {
     in_sandbox(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("cni.log");
-        let conf = json!({
-            "cniVersion": "1.0.0",
-            "name": "lognet",
-            "type": "bridge",
-            "bridge": "logbr0",
-            "logFile": log,
-            "ipam": { "type": "host-local", "subnet": "10.43.0.0/24", "dataDir": dir.path() },
-        })
-        .to_string();
+        let conf = net_conf(
+            dir.path(),
+            json!(log),
+            "10.43.0.0/24",
+            json!({ "bridge": "logbr0" }),
+        );
         let ns = Netns::new();
         let bridge = our_plugin("bridge");
         Call::new("ADD", "c1", conf.clone())
