@@ -262,7 +262,8 @@ fn dual_stack_pods_get_both_families() {
 }
 
 /// kubelet-style IPAM configs often list `0.0.0.0/0` without a gateway next to
-/// `isDefaultGateway`; the reference fails ADD with "File exists" there, we add one default.
+/// `isDefaultGateway`; the reference adds that default twice (the second time an identical
+/// route, "file exists") and fails every ADD, leaving eth0 behind; we add one default.
 #[test]
 fn an_ipam_default_route_next_to_is_default_gateway_gives_one_default() {
     if !privileged() {

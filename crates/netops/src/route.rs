@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
     RouteScope, RouteType,
@@ -176,7 +176,38 @@ impl Route {
         msg
     }
 
-    fn from_message(msg: RouteMessage) -> Option<Route> {
+    /// The route(s) of one dump message: a multipath route (IPv6 siblings, ECMP) gives one
+    /// [`Route`] per next hop, each with that hop's gateway and device.
+    fn from_message(msg: RouteMessage) -> Vec<Route> {
+        let hops: Vec<_> = msg
+            .attributes
+            .iter()
+            .filter_map(|a| match a {
+                RouteAttribute::MultiPath(h) => Some(h.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let Some(base) = Self::from_single(msg) else {
+            return Vec::new();
+        };
+        if hops.is_empty() {
+            return vec![base];
+        }
+        hops.into_iter()
+            .map(|hop| {
+                let mut r = base;
+                r.oif = Some(hop.interface_index);
+                r.gateway = hop.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Gateway(g) => route_ip(g),
+                    _ => None,
+                });
+                r
+            })
+            .collect()
+    }
+
+    fn from_single(msg: RouteMessage) -> Option<Route> {
         let h = &msg.header;
         if h.kind != RouteType::Unicast {
             return None;
@@ -256,9 +287,13 @@ impl fmt::Display for Route {
 }
 
 impl RouteSocket {
-    /// Adds a route (`ip route add`); [`Error::Exists`] if an identical one exists.
+    /// Adds a route (`ip route prepend`: `NLM_F_CREATE` without `NLM_F_EXCL`, as the
+    /// reference's `RouteAddEcmp`): a second route to the same destination through another
+    /// gateway or device is added next to the first (IPv6 makes them one multipath route), so
+    /// ECMP routes and two attachments each with a default route work. [`Error::Exists`] only
+    /// if an identical route exists.
     pub fn add_route(&mut self, route: &Route) -> Result<()> {
-        self.put_route(route, NLM_F_CREATE | NLM_F_EXCL, "adding")
+        self.put_route(route, NLM_F_CREATE, "adding")
     }
 
     /// Adds or replaces a route (`ip route replace`).
@@ -306,9 +341,9 @@ impl RouteSocket {
         )?;
         Ok(replies
             .into_iter()
-            .filter_map(|m| match m {
+            .flat_map(|m| match m {
                 RouteNetlinkMessage::NewRoute(r) => Route::from_message(r),
-                _ => None,
+                _ => Vec::new(),
             })
             .filter(|r| r.table == table)
             .filter(|r| family.is_none_or(|f| r.family() == f))
@@ -349,8 +384,34 @@ mod tests {
         r.mtu = Some(1400);
         let mut msg = r.to_message(false);
         msg.header.kind = RouteType::Unicast;
-        let back = Route::from_message(msg).unwrap();
-        assert_eq!(back, r);
+        let back = Route::from_message(msg);
+        assert_eq!(back, vec![r]);
+    }
+
+    #[test]
+    fn a_multipath_route_lists_as_one_route_per_next_hop() {
+        let base = Route::new("::/0".parse().unwrap()).metric(1024);
+        let mut msg = base.to_message(false);
+        let hop = |oif: u32, gw: &str| {
+            let mut h = netlink_packet_route::route::RouteNextHop::default();
+            h.interface_index = oif;
+            h.attributes = vec![RouteAttribute::Gateway(RouteAddress::from(
+                gw.parse::<IpAddr>().unwrap(),
+            ))];
+            h
+        };
+        msg.attributes.push(RouteAttribute::MultiPath(vec![
+            hop(2, "fd00:1::1"),
+            hop(3, "fd00:2::1"),
+        ]));
+        let routes = Route::from_message(msg);
+        assert_eq!(
+            routes,
+            vec![
+                base.via("fd00:1::1".parse().unwrap()).dev(2),
+                base.via("fd00:2::1".parse().unwrap()).dev(3),
+            ]
+        );
     }
 
     #[test]

@@ -72,8 +72,9 @@ pub fn plan(conf: &BridgeConf, ipam: &CniResult) -> Result<AddressPlan, CniError
             if conf.is_default_gateway && !default_added[family] {
                 let dst = default_route(ip.address.is_ipv4())?;
                 // IPAM may already route the default through a gateway, or name it without
-                // one (it then goes via this same gateway): a second one would fail with
-                // "File exists", as it does in the reference.
+                // one (it then goes via this same gateway). Adding ours too would be an
+                // identical route, which the kernel refuses ("File exists"): the reference
+                // fails every ADD of such a config; we add the one default it asks for.
                 let has_default = routes.iter().any(|r| {
                     r.dst == dst && (r.gw.is_some() || (r.table.is_none() && r.priority.is_none()))
                 });

@@ -9,15 +9,22 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+/// The container link with 10.1.0.5/24 and fd00:1::5/64, so gateways in both are reachable.
+fn addressed_container_link(sb: &mut crate::sandbox::Sandbox) -> u32 {
+    let idx = container_link(sb);
+    let c = &mut sb.container;
+    c.add_address(&IfAddr::new(idx, "10.1.0.5/24".parse().unwrap()))
+        .unwrap();
+    c.add_address(&IfAddr::new(idx, "fd00:1::5/64".parse().unwrap()).without_dad())
+        .unwrap();
+    idx
+}
+
 #[test]
 fn routes_add_replace_list_delete_including_default_via_gateway() {
     run("routes", |sb| {
-        let idx = container_link(sb);
+        let idx = addressed_container_link(sb);
         let c = &mut sb.container;
-        c.add_address(&IfAddr::new(idx, "10.1.0.5/24".parse().unwrap()))
-            .unwrap();
-        c.add_address(&IfAddr::new(idx, "fd00:1::5/64".parse().unwrap()).without_dad())
-            .unwrap();
 
         let def4 = Route::default_via(ip("10.1.0.1"), Some(idx));
         let def6 = Route::default_via(ip("fd00:1::1"), Some(idx));
@@ -77,5 +84,31 @@ fn routes_add_replace_list_delete_including_default_via_gateway() {
         );
         // The host sandbox never saw any of it.
         assert!(sb.host.list_routes(None).unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_second_route_to_one_destination_via_another_gateway_is_added_next_to_the_first() {
+    run("routes-ecmp", |sb| {
+        let idx = addressed_container_link(sb);
+        let c = &mut sb.container;
+        for (a, b) in [("10.1.0.1", "10.1.0.2"), ("fd00:1::1", "fd00:1::2")] {
+            let first = Route::default_via(ip(a), Some(idx));
+            let second = Route::default_via(ip(b), Some(idx));
+            c.add_route(&first).unwrap();
+            c.add_route(&second).unwrap();
+            // Only an identical route is refused.
+            assert!(c.add_route(&second).unwrap_err().is_exists());
+            let family = IpFamily::of(&ip(a));
+            let listed = c.list_routes(Some(family)).unwrap();
+            for want in [ip(a), ip(b)] {
+                assert!(
+                    listed.iter().any(|r| r.dst.prefix() == 0
+                        && r.gateway == Some(want)
+                        && r.oif == Some(idx)),
+                    "{want} missing from {listed:?}"
+                );
+            }
+        }
     });
 }
