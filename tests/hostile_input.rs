@@ -664,3 +664,48 @@ fn bridge_refuses_to_delegate_to_itself() {
         assert_eq!(ns.sh("ip -o link show | wc -l").trim(), "1");
     });
 }
+
+/// CNI_NETNS naming the plugin's own namespace (here the sandbox standing in for the host):
+/// every plugin refuses ADD and DEL with code 8 before making or deleting anything, as the
+/// reference's skel does since v1.1.1 (Debian's v1.1.1 build lacks the check);
+/// `CNI_NETNS_OVERRIDE=1|true` lets it through.
+#[test]
+fn cni_netns_naming_the_plugins_own_netns_is_refused_before_any_state() {
+    if !privileged() {
+        return;
+    }
+    let data = tempfile::tempdir().expect("tempdir");
+    in_sandbox(|| {
+        let links = link_names();
+        let conf = config(data.path(), "10.77.0.0/24");
+        // The plugin reads the path in its own process: its own netns, the sandbox's.
+        for netns in ["/proc/self/ns/net", "/proc/thread-self/ns/net"] {
+            for plugin in PLUGINS {
+                for command in ["ADD", "DEL"] {
+                    let mut conf = conf.clone();
+                    conf["type"] = json!(plugin);
+                    let reply = Call::new(command, "c1", conf.to_string())
+                        .netns(netns)
+                        .run(&our_plugin(plugin));
+                    let e = refused(&reply, 8);
+                    assert_eq!(
+                        e["msg"], "plugin's netns and netns from CNI_NETNS should not be the same",
+                        "{plugin} {command}"
+                    );
+                }
+            }
+        }
+        assert_eq!(link_names(), links, "a link was made or deleted");
+        assert!(tree(data.path()).is_empty(), "{:?}", tree(data.path()));
+        // The override lets loopback bring up this namespace's lo.
+        for over in ["1", "true", "TRUE"] {
+            sh("ip link set lo down");
+            let conf = json!({ "cniVersion": "1.0.0", "name": NET, "type": "loopback" });
+            let call = Call::new("ADD", "c1", conf.to_string()).netns("/proc/self/ns/net");
+            let mut cmd = call.command(&our_plugin("loopback"));
+            cmd.env("CNI_NETNS_OVERRIDE", over);
+            call.finish(cmd.spawn().expect("spawn loopback")).ok();
+            assert!(sh("ip -o link show lo").contains(",UP"), "{over}");
+        }
+    });
+}

@@ -70,11 +70,9 @@ fn add_result_equals_the_reference() {
         for (i, version) in ["0.3.1", "0.4.0", "1.0.0"].into_iter().enumerate() {
             let port = 8100 + i as u16;
             let theirs = Call::new("ADD", &format!("ref-{i}"), conf(version, port))
-                .netns("/proc/self/ns/net")
                 .run(reference)
                 .ok();
             let ours = Call::new("ADD", &format!("our-{i}"), conf(version, port + 100))
-                .netns("/proc/self/ns/net")
                 .run(&our_plugin("portmap"))
                 .ok();
             assert_eq!(ours, theirs, "cniVersion {version}");
@@ -87,14 +85,12 @@ fn add_result_equals_the_reference() {
 fn our_del_removes_what_the_reference_added() {
     with_reference(|reference| {
         Call::new("ADD", "abc", conf("1.0.0", 8080))
-            .netns("/proc/self/ns/net")
             .run(reference)
             .ok();
         let before = sh("iptables-save -t nat");
         assert!(before.contains("CNI-DN-"), "{before}");
         assert!(before.contains("--to-destination 10.7.0.2:80"), "{before}");
         Call::new("DEL", "abc", conf("1.0.0", 8080))
-            .netns("/proc/self/ns/net")
             .run(&our_plugin("portmap"))
             .ok();
         for tool in ["iptables-save", "ip6tables-save"] {
@@ -104,7 +100,6 @@ fn our_del_removes_what_the_reference_added() {
         }
         // A second DEL finds nothing and succeeds.
         Call::new("DEL", "abc", conf("1.0.0", 8080))
-            .netns("/proc/self/ns/net")
             .run(&our_plugin("portmap"))
             .ok();
     });
@@ -125,10 +120,7 @@ fn nat_rules_after(
     in_sandbox(|| {
         host_bridge();
         sh(setup);
-        Call::new("ADD", "abc", conf)
-            .netns("/proc/self/ns/net")
-            .run(plugin)
-            .ok();
+        Call::new("ADD", "abc", conf).run(plugin).ok();
         after_add(plugin);
         for tool in ["iptables", "ip6tables"] {
             out.extend(
@@ -188,20 +180,11 @@ fn iptables_only_options_give_the_reference_rules() {
         "{theirs:#?}"
     );
     let ours = nat_rules_after(&our_plugin("portmap"), &conf, setup, |ours| {
-        Call::new("CHECK", "abc", &conf)
-            .netns("/proc/self/ns/net")
-            .run(ours)
-            .ok();
-        Call::new("DEL", "abc", &conf)
-            .netns("/proc/self/ns/net")
-            .run(ours)
-            .ok();
+        Call::new("CHECK", "abc", &conf).run(ours).ok();
+        Call::new("DEL", "abc", &conf).run(ours).ok();
         let left = sh("iptables-save -t nat; ip6tables-save -t nat");
         assert!(!left.contains("CNI-DN-"), "{left}");
-        Call::new("ADD", "abc", &conf)
-            .netns("/proc/self/ns/net")
-            .run(ours)
-            .ok();
+        Call::new("ADD", "abc", &conf).run(ours).ok();
     });
     assert_eq!(ours, theirs);
 }
@@ -215,7 +198,6 @@ fn gc_removes_the_reference_chains_of_attachments_not_listed() {
                 id,
                 conf("1.0.0", if id == "keep" { 8080 } else { 8081 }),
             )
-            .netns("/proc/self/ns/net")
             .run(reference)
             .ok();
         }

@@ -13,6 +13,9 @@ pub enum ErrorCode {
     Io,
     Decode,
     InvalidConfig,
+    /// 8: libcni's `ErrInvalidNetNS` (not in the spec's table): CNI_NETNS is the plugin's own
+    /// network namespace.
+    InvalidNetns,
     TryAgainLater,
     NotAvailable,
     NotAvailableDegraded,
@@ -31,6 +34,7 @@ impl ErrorCode {
             ErrorCode::Io => 5,
             ErrorCode::Decode => 6,
             ErrorCode::InvalidConfig => 7,
+            ErrorCode::InvalidNetns => 8,
             ErrorCode::TryAgainLater => 11,
             ErrorCode::NotAvailable => 50,
             ErrorCode::NotAvailableDegraded => 51,
@@ -48,6 +52,7 @@ impl ErrorCode {
             5 => ErrorCode::Io,
             6 => ErrorCode::Decode,
             7 => ErrorCode::InvalidConfig,
+            8 => ErrorCode::InvalidNetns,
             11 => ErrorCode::TryAgainLater,
             50 => ErrorCode::NotAvailable,
             51 => ErrorCode::NotAvailableDegraded,

@@ -8,6 +8,7 @@ use crate::log;
 use crate::result::CniResult;
 use crate::version::{self, Version, CURRENT_VERSION, SUPPORTED_VERSIONS};
 use std::io::{Read, Write};
+use std::path::Path;
 
 /// One verb handler per CNI command; VERSION is answered here.
 pub trait Plugin {
@@ -205,6 +206,20 @@ fn dispatch(
             ));
         }
     }
+    if matches!(invocation.command, Command::Add | Command::Del)
+        && !netns_override(env("CNI_NETNS_OVERRIDE").as_deref())
+        && invocation
+            .netns
+            .as_deref()
+            .is_some_and(|ns| same_file(ns, Path::new(OWN_NETNS)))
+    {
+        // The reference's skel (after v1.1.1) checks this too, but after running the verb; we
+        // refuse before anything is made in (or deleted from) the host's namespace.
+        return Err(CniError::new(
+            ErrorCode::InvalidNetns,
+            "plugin's netns and netns from CNI_NETNS should not be the same",
+        ));
+    }
     let req = Request {
         invocation,
         stdin: bytes,
@@ -219,6 +234,24 @@ fn dispatch(
         Command::Gc => plugin.gc(&req).map(|_| None),
         Command::Status => plugin.status(&req).map(|_| None),
         Command::Version => Ok(None),
+    }
+}
+
+/// The network namespace of the thread that runs the verb.
+const OWN_NETNS: &str = "/proc/thread-self/ns/net";
+
+/// `CNI_NETNS_OVERRIDE` set to `1` or `true` (any case) allows CNI_NETNS to be our own netns.
+fn netns_override(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// Whether two paths name one file (for nsfs files: one namespace), by device and inode as the
+/// reference compares namespaces. A path that cannot be stat'ed names nothing we are in.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -328,5 +361,39 @@ mod tests {
         assert_eq!(code_of(&status, r#"{"cniVersion":"1.1.0","name":"n"}"#), 50);
         let huge = format!("{{\"x\":\"{}\"}}", "a".repeat(MAX_STDIN_BYTES as usize));
         assert_eq!(code_of(ADD, &huge), 6);
+    }
+
+    #[test]
+    fn add_and_del_refuse_our_own_netns_unless_overridden() {
+        let conf = r#"{"cniVersion":"1.0.0","name":"n","type":"t"}"#;
+        let with = |command: &str, netns: &str, over: Option<&str>| {
+            let mut vars = ADD.to_vec();
+            vars[0] = ("CNI_COMMAND", command);
+            vars[2] = ("CNI_NETNS", netns);
+            if let Some(o) = over {
+                vars.push(("CNI_NETNS_OVERRIDE", o));
+            }
+            let (code, out, _) = call(&vars, conf);
+            (code, out)
+        };
+        for command in ["ADD", "DEL"] {
+            let (code, out) = with(command, "/proc/self/ns/net", None);
+            assert_eq!(code, 1, "{command}");
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["code"], 8);
+            assert_eq!(
+                v["msg"],
+                "plugin's netns and netns from CNI_NETNS should not be the same"
+            );
+            assert_eq!(with(command, "/proc/self/ns/net", Some("yes")).0, 1);
+            for over in ["1", "true", "TRUE", "True"] {
+                assert_eq!(with(command, "/proc/self/ns/net", Some(over)).0, 0);
+            }
+            // Another file, or none at all, is not our namespace.
+            assert_eq!(with(command, "/proc/self/ns/mnt", None).0, 0);
+            assert_eq!(with(command, "/nonexistent", None).0, 0);
+        }
+        // Only ADD and DEL are checked, as in the reference.
+        assert_eq!(with("CHECK", "/proc/self/ns/net", None).0, 0);
     }
 }
