@@ -373,3 +373,54 @@ fn ecmp_routes_in_one_ipam_result_match_the_reference() {
         assert!(routes.contains(gw), "{gw} missing: {routes}");
     }
 }
+
+/// The bridge keeps the MAC it was created with (pinned when its gateway address is added),
+/// not its first port's: the result reports it, a second pod does not change it, and the
+/// reference's bridge behaves the same.
+#[test]
+fn the_bridge_keeps_its_creation_mac_as_the_reference_does() {
+    if !privileged() {
+        return;
+    }
+    let Some((ours, theirs)) = sides() else {
+        return;
+    };
+    let mac_of = |dev: &str| {
+        sh(&format!("ip -br link show dev {dev} | awk '{{print $3}}'"))
+            .trim()
+            .to_string()
+    };
+    let extra = json!({ "isGateway": true });
+    for side in [&ours, &theirs] {
+        in_sandbox(|| {
+            let (a, b) = (Netns::new(), Netns::new());
+            let ra = run(side, "ADD", "c1", &a, "1.0.0", &extra).ok();
+            let bridge = mac_of("cni0");
+            let first_port = ra["interfaces"][1]["name"].as_str().unwrap_or_default();
+            assert_ne!(
+                bridge,
+                mac_of(first_port),
+                "{}: bridge took its port's MAC",
+                side.bin.display()
+            );
+            assert_eq!(
+                ra["interfaces"][0]["mac"],
+                json!(bridge),
+                "{}",
+                side.bin.display()
+            );
+            let rb = run(side, "ADD", "c2", &b, "1.0.0", &extra).ok();
+            assert_eq!(
+                mac_of("cni0"),
+                bridge,
+                "{}: a second pod moved it",
+                side.bin.display()
+            );
+            assert_eq!(rb["interfaces"][0]["mac"], json!(bridge));
+            // Nor does the first pod leaving.
+            run(side, "DEL", "c1", &a, "1.0.0", &extra).ok();
+            assert_eq!(mac_of("cni0"), bridge);
+            run(side, "DEL", "c2", &b, "1.0.0", &extra).ok();
+        });
+    }
+}

@@ -93,9 +93,10 @@ fn conflicts(existing: &IpNetwork, wanted: &IpNetwork) -> bool {
     }
 }
 
-/// Puts each gateway address on the bridge (the reference's `forceAddress` semantics) and pins
-/// the bridge MAC once it has an address, so it stops following the lowest port MAC. Returns
-/// whether anything was added.
+/// Puts each gateway address on the bridge (the reference's `forceAddress` semantics) and, when
+/// one was added, pins the MAC `bridge` had when this ADD read it (for a bridge we created: its
+/// own random MAC, read before any port was attached), so it stops following the lowest port
+/// MAC, as the reference's `ensureAddr` does. Returns whether anything was added.
 pub fn ensure_gateway_addresses(
     host: &mut RouteSocket,
     conf: &BridgeConf,
@@ -161,9 +162,8 @@ pub fn ensure_gateway_addresses(
         added = true;
     }
     if added {
-        // Pin the MAC it has now that it has a port (a portless bridge may still show zeros).
-        let current = host.link_by_index(bridge.index).map_err(kernel)?;
-        if let Some(mac) = current.and_then(|l| l.mac).filter(|m| m.octets() != [0; 6]) {
+        // Not the MAC it has now: our veth is attached, and the bridge has taken its MAC.
+        if let Some(mac) = bridge.mac.filter(|m| m.octets() != [0; 6]) {
             host.set_mac(bridge.index, mac).map_err(kernel)?;
         }
     }

@@ -274,7 +274,8 @@ impl Bridge {
             crash::point("macspoof-set");
         }
 
-        // The bridge's MAC follows its ports until pinned: report what it is now.
+        // The bridge's MAC follows its ports until pinned: report what it is now, as the
+        // reference does (it re-reads the bridge at the end of ADD).
         let bridge_now = host
             .link_by_index(bridge.index)
             .map_err(kernel)?
