@@ -57,6 +57,7 @@ fn add_brings_lo_up_and_reports_its_addresses() {
                     { "interface": 0, "address": "127.0.0.1/8" },
                     { "interface": 0, "address": "::1/128" },
                 ],
+                "dns": {},
             })
         );
         assert!(ns.sh_ok("ping -c1 -W1 127.0.0.1"));
@@ -124,7 +125,10 @@ fn add_ignores_ifname_and_passes_prev_result_through() {
             .run(&our_plugin("loopback"))
             .ok();
         assert!(is_up(&lo_state(&ns)));
-        assert_eq!(r, prev);
+        // Passed through as the reference re-marshals it: with `"dns": {}`.
+        let mut want = prev.clone();
+        want["dns"] = json!({});
+        assert_eq!(r, want);
     });
 }
 

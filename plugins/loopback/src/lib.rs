@@ -70,6 +70,8 @@ fn lo_result(
         "cniVersion": version_text,
         "interfaces": [{"name": lo.name, "mac": LO_MAC, "sandbox": sandbox.display().to_string()}],
         "ips": ips,
+        // The reference's result types always marshal `dns`, as `{}` when empty.
+        "dns": {},
     }))
 }
 
@@ -94,6 +96,8 @@ impl Plugin for Loopback {
                 let mut out = prev.clone();
                 if let Some(obj) = out.as_object_mut() {
                     obj.insert("cniVersion".into(), req.version_text.clone().into());
+                    // The reference re-marshals prevResult, which always prints `dns`.
+                    obj.entry("dns").or_insert_with(|| json!({}));
                 }
                 Ok(out)
             }
