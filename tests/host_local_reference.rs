@@ -385,3 +385,27 @@ fn legacy_leases_without_ifname_are_released_like_the_reference() {
         );
     }
 }
+
+/// Two addresses of one family cannot be carried by a 0.1.0/0.2.0 result: the reference's
+/// error (code 999, same text), before either takes a lease.
+#[test]
+fn two_addresses_of_one_family_at_0_2_fail_as_the_reference_without_a_lease() {
+    let Some(bins) = both() else { return };
+    let ipam = json!({ "ranges": [[{ "subnet": "10.0.0.0/24" }], [{ "subnet": "10.0.1.0/24" }]] });
+    for version in ["0.1.0", "0.2.0"] {
+        let pair = Pair::new(&bins);
+        let (ours, reference) = pair.run("ADD", "c", version, &ipam, &json!({}), "");
+        let (o, t) = (ours.err(999), reference.json());
+        assert_eq!(
+            (&o["code"], &o["msg"]),
+            (&t["code"], &t["msg"]),
+            "{version}"
+        );
+        assert_eq!(
+            o["msg"],
+            format!("CNI version {version} does not support more than 1 address per family")
+        );
+        assert!(lease_names(&pair.ours_dir.path().join(NET)).is_empty());
+        assert!(lease_names(&pair.ref_dir.path().join(NET)).is_empty());
+    }
+}

@@ -217,19 +217,15 @@ impl CniResult {
                 &mut ip6
             };
             if slot.is_some() {
-                return Err(CniError::new(
-                    ErrorCode::IncompatibleVersion,
-                    format!("CNI version {version_text} does not support more than 1 address per family"),
-                ));
+                return Err(too_many_addresses(version_text));
             }
             *slot = Some(ip);
         }
         if ip4.is_none() && ip6.is_none() {
+            // E.g. an L2-only bridge at 0.1.0/0.2.0: the reference's conversion error, verbatim.
             return Err(CniError::new(
-                ErrorCode::IncompatibleVersion,
-                format!(
-                    "cannot convert result to CNI version {version_text}: no valid IP addresses"
-                ),
+                ErrorCode::Internal,
+                "cannot convert: no valid IP addresses",
             ));
         }
         for (key, slot, v4) in [("ip4", ip4, true), ("ip6", ip6, false)] {
@@ -356,6 +352,15 @@ impl CniResult {
         }
         Ok(result)
     }
+}
+
+/// A result with two addresses of one family asked for at 0.1.0/0.2.0, which hold one each:
+/// the reference's conversion error (code 999), verbatim.
+pub fn too_many_addresses(version_text: &str) -> CniError {
+    CniError::new(
+        ErrorCode::Internal,
+        format!("CNI version {version_text} does not support more than 1 address per family"),
+    )
 }
 
 /// `dns` is always printed, as `{}` when empty, matching the reference builds runtimes ship.

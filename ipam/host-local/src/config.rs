@@ -160,9 +160,9 @@ impl IpamConf {
         if version < Version::V0_3_0 {
             let v4 = range_sets.iter().filter(|s| s.is_ipv4()).count();
             if v4 > 1 || range_sets.len() - v4 > 1 {
-                return Err(CniError::invalid_config(format!(
-                    "CNI version {version_text} does not support more than 1 address per family"
-                )));
+                // Refused before any lease is taken, with the reference's code (999, not 7:
+                // runtimes see the same error as from the result conversion) and text.
+                return Err(cni_protocol::result::too_many_addresses(version_text));
             }
         }
         let args = CniArgs::parse(cni_args, &["IP"])?;

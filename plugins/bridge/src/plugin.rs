@@ -189,6 +189,12 @@ impl Bridge {
         // Refusals that cost no more than a lookup come before IPAM, so a bad netns or a
         // bridge name taken by another device leaves no trace in its state.
         let netns = open_netns(netns_path(req)?)?;
+        if conf.ipam.is_none() {
+            // An L2-only result has no address, which 0.1.0/0.2.0 cannot print: fail with the
+            // reference's conversion error before making anything (the reference makes the
+            // attachment, fails to print it and leaves it behind).
+            CniResult::default().render(&req.version_text, req.version)?;
+        }
         let bridge = host::ensure_bridge(host, conf)?;
         // IPAM runs in its own process: start it first and wire the link meanwhile.
         let (wiring, ipam) = std::thread::scope(|scope| {
