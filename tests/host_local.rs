@@ -434,14 +434,39 @@ fn gc_releases_leases_of_attachments_not_listed() {
     assert!(net.leases().is_empty());
 }
 
+/// STATUS fails only when no ADD can work (containerd makes a failed STATUS a NotReady node and
+/// evicts its pods): a full range set is logged by STATUS and reported by ADD; an unusable data
+/// dir, an unobtainable lock or an invalid config are code 50.
 #[test]
-fn status_reports_exhaustion_and_unusable_data_dir() {
+fn status_fails_only_when_no_add_can_work_not_when_full() {
     let net = Net::subnet("1.1.0", "10.170.0.0/30"); // one usable address after the gateway
     net.call("STATUS", "").run(&host_local()).ok();
     net.add("c").ok();
-    net.call("STATUS", "").run(&host_local()).err(50);
+    let full = net.call("STATUS", "").run(&host_local());
+    full.ok();
+    assert!(full.stderr.contains("is exhausted"), "{full:?}");
+    let refused = net.add("d").err(999);
+    let msg = refused["msg"].as_str().unwrap_or("");
+    assert!(msg.contains("no IP addresses available"), "{refused}");
     net.del("c").ok();
     net.call("STATUS", "").run(&host_local()).ok();
+
+    // A lock that cannot be opened (a symlink planted in its place).
+    std::fs::remove_file(net.dir().join("lock")).expect("rm lock");
+    std::os::unix::fs::symlink("/nonexistent-target", net.dir().join("lock")).expect("symlink");
+    let e = net.call("STATUS", "").run(&host_local()).err(50);
+    assert!(e["msg"].as_str().unwrap_or("").contains("lock"), "{e}");
+
+    // A config no ADD accepts.
+    let bad = Net::new("1.1.0", json!({ "ranges": [] }));
+    let e = bad.call("STATUS", "").run(&host_local()).err(50);
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("invalid configuration"),
+        "{e}"
+    );
 
     let file = tempfile::NamedTempFile::new().expect("tempfile");
     let mut ipam = json!({ "subnet": "10.171.0.0/24" });

@@ -176,15 +176,33 @@ impl DiskStore {
         Ok(store)
     }
 
-    fn lock(path: &Path, timeout: Duration) -> Result<File, StoreError> {
-        let file = OpenOptions::new()
+    /// Opens (creating) the network's lock file, never through a symlink.
+    fn open_lock(path: &Path) -> Result<File, StoreError> {
+        OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
-            .map_err(|e| io_err(format_args!("opening lock {}", path.display()), e))?;
+            .map_err(|e| io_err(format_args!("opening lock {}", path.display()), e))
+    }
+
+    /// Whether a command could take the lock of network directory `dir`: the lock file opens
+    /// and can be locked. Held by another command counts as obtainable (it is released when
+    /// that command ends); nothing waits.
+    pub fn probe_lock(dir: &Path) -> Result<(), StoreError> {
+        let path = dir.join(LOCK);
+        let file = Self::open_lock(&path)?;
+        match file.try_lock_exclusive() {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(io_err(format_args!("locking {}", path.display()), e)),
+        }
+    }
+
+    fn lock(path: &Path, timeout: Duration) -> Result<File, StoreError> {
+        let file = Self::open_lock(path)?;
         if file.try_lock_exclusive().is_ok() {
             return Ok(file);
         }

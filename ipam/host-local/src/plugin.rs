@@ -210,8 +210,17 @@ impl Plugin for HostLocal {
         }
     }
 
+    /// Fails (code 50) only when no ADD can work: invalid config, data dir not creatable or
+    /// writable, lock not obtainable. A full range set is logged, not reported: containerd
+    /// turns a STATUS failure into a NotReady node, which evicts every pod on it, and "no room
+    /// for one more pod" must not do that. ADD reports exhaustion.
     fn status(&self, req: &Request) -> Result<(), CniError> {
-        let conf = IpamConf::load(&req.stdin, "", &req.version_text, req.version)?;
+        let conf = IpamConf::load(&req.stdin, "", &req.version_text, req.version).map_err(|e| {
+            CniError::new(
+                ErrorCode::NotAvailable,
+                format!("invalid configuration: {}", e.msg),
+            )
+        })?;
         let dir = conf.store.data_dir.join(&req.config.name);
         let unusable = |why: String| {
             CniError::new(
@@ -227,15 +236,15 @@ impl Plugin for HostLocal {
         if !writable {
             return Err(unusable(std::io::Error::last_os_error().to_string()));
         }
+        DiskStore::probe_lock(&dir).map_err(|e| unusable(e.to_string()))?;
         let leased = DiskStore::leased_addresses(&dir).map_err(|e| unusable(e.to_string()))?;
-        // ADD needs an address from every range set, so one full set is enough to refuse it.
         for (i, set) in conf.range_sets.iter().enumerate() {
             let used = leased.iter().filter(|ip| set.contains(**ip)).count() as u128;
             if used >= set.capacity() {
-                return Err(CniError::new(
-                    ErrorCode::NotAvailable,
-                    format!("range set {i} ({set}) is exhausted: all {used} addresses are leased"),
-                ));
+                cni_protocol::cni_log!(
+                    "STATUS: range set {i} ({set}) is exhausted: all {used} addresses are \
+                     leased; ADD will fail until one is released"
+                );
             }
         }
         Ok(())
