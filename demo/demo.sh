@@ -42,7 +42,9 @@ new_netns() { # new_netns VAR: a process holding a new netns (a "container"); VA
   unshare --net sleep infinity </dev/null >/dev/null 2>&1 &
   pids+=($!)
   local p=/proc/$!/ns/net
-  while [[ $(readlink "$p") == $(readlink /proc/self/ns/net) ]]; do sleep 0.01; done
+  # Until the child has its own netns: readlink fails while it execs, which is not "done".
+  local own l; own=$(readlink /proc/self/ns/net)
+  until l=$(readlink "$p" 2>/dev/null) && [[ $l != "$own" ]]; do sleep 0.01; done
   printf -v "$1" '%s' "$p"
 }
 in_ns() { local ns=$1; shift; nsenter --net="$ns" "$@"; }
