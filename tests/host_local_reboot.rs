@@ -61,18 +61,24 @@ impl Node {
 
     /// Runs `plugin` with the simulated boot id in place of the kernel's.
     fn run(&self, plugin: &Path, call: &Call) -> Reply {
+        self.run_with(plugin, call, &[])
+    }
+
+    /// [`Node::run`] with extra environment variables (they pass through `unshare` and `sh`).
+    fn run_with(&self, plugin: &Path, call: &Call, env: &[(&str, &str)]) -> Reply {
         let mut cmd = call.command(Path::new("unshare"));
-        cmd.args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            "mount --bind \"$1\" \"$2\" && exec \"$0\"",
-        ])
-        .arg(plugin)
-        .arg(&self.boot_file)
-        .arg(BOOT_ID);
+        cmd.envs(env.iter().copied())
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                "mount --bind \"$1\" \"$2\" && exec \"$0\"",
+            ])
+            .arg(plugin)
+            .arg(&self.boot_file)
+            .arg(BOOT_ID);
         call.finish(cmd.spawn().expect("spawning unshare"))
     }
 
@@ -220,28 +226,12 @@ fn a_sweep_killed_halfway_is_finished_by_the_next_command() {
         node.backdate(ip);
     }
     node.reboot("boot-two");
-    let mut cmd = Call::new("DEL", "nobody", node.config());
-    // The variable reaches the plugin through `unshare` and `sh`, which keep the environment.
-    let killed = {
-        let mut c = cmd.command(Path::new("unshare"));
-        c.env("CNI_RS_CRASH_AFTER", "host-local:stale-lease-released")
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                "mount --bind \"$1\" \"$2\" && exec \"$0\"",
-            ])
-            .arg(our_plugin("host-local"))
-            .arg(&node.boot_file)
-            .arg(BOOT_ID);
-        cmd.finish(c.spawn().expect("spawning unshare"))
-    };
+    let del = Call::new("DEL", "nobody", node.config());
+    let crash = [("CNI_RS_CRASH_AFTER", "host-local:stale-lease-released")];
+    let killed = node.run_with(&our_plugin("host-local"), &del, &crash);
     assert_ne!(killed.status, 0, "the crash point did not fire: {killed:?}");
     assert_eq!(node.leases().len(), 3, "killed after the first release");
-    cmd = Call::new("DEL", "nobody", node.config());
-    node.run(&our_plugin("host-local"), &cmd).ok();
+    node.run(&our_plugin("host-local"), &del).ok();
     assert_eq!(node.leases(), vec![kept.clone()]);
     // The index agrees with the files after the interrupted sweep.
     let next = node.add("next");
