@@ -7,8 +7,9 @@
 //! an ADD: `bridge:veth-created` kills the bridge plugin, `host-local:lease-written` its IPAM
 //! delegate. Release builds ignore the variable entirely: [`point`] is an empty function there.
 //!
-//! Every step is listed in [`BRIDGE_ADD`], [`BRIDGE_DEL`] or [`HOST_LOCAL_ADD`], in the order
-//! the command reaches them, so a test can crash at each one in turn.
+//! Every step is listed in [`BRIDGE_ADD`], [`BRIDGE_DEL`], [`HOST_LOCAL_ADD`] or
+//! [`HOST_LOCAL_BOOT`], in the order the command reaches them, so a test can crash at each one
+//! in turn.
 
 /// The environment variable naming the step to die after.
 pub const ENV: &str = "CNI_RS_CRASH_AFTER";
@@ -61,6 +62,12 @@ pub const HOST_LOCAL_ADD: &[&str] = &[
     RESULT_PRINTED,
 ];
 
+/// host-local's release of the leases of an earlier boot, done by the first command of a boot.
+pub const HOST_LOCAL_BOOT: &[&str] = &[
+    // One lease of an earlier boot is gone; the new boot is not recorded yet.
+    "stale-lease-released",
+];
+
 /// Dies by SIGKILL if `CNI_RS_CRASH_AFTER` names this executable and `step` (debug builds only).
 #[inline]
 pub fn point(step: &str) {
@@ -75,7 +82,7 @@ pub fn point(step: &str) {
 #[cfg(debug_assertions)]
 fn wanted(step: &str) -> bool {
     debug_assert!(
-        [BRIDGE_ADD, BRIDGE_DEL, HOST_LOCAL_ADD]
+        [BRIDGE_ADD, BRIDGE_DEL, HOST_LOCAL_ADD, HOST_LOCAL_BOOT]
             .iter()
             .any(|list| list.contains(&step)),
         "crash point {step:?} is not listed"
@@ -117,7 +124,7 @@ mod tests {
 
     #[test]
     fn step_names_are_unique_and_plain() {
-        for list in [BRIDGE_ADD, BRIDGE_DEL, HOST_LOCAL_ADD] {
+        for list in [BRIDGE_ADD, BRIDGE_DEL, HOST_LOCAL_ADD, HOST_LOCAL_BOOT] {
             for (i, step) in list.iter().enumerate() {
                 assert!(!list[..i].contains(step), "{step} listed twice");
                 assert!(step.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'));

@@ -35,6 +35,7 @@ struct RawIpam {
     data_dir: Option<String>,
     resolv_conf: Option<String>,
     lock_timeout_ms: Option<u64>,
+    release_on_reboot: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +62,9 @@ struct RawCniArgs {
 pub struct StoreConf {
     pub data_dir: PathBuf,
     pub lock_timeout: Duration,
+    /// `releaseOnReboot` (ours, default true): the first command of a boot releases the
+    /// leases written before it. Off for a data dir that outlives the node's boots.
+    pub release_on_reboot: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +112,7 @@ fn store_conf(ipam: &RawIpam) -> StoreConf {
         lock_timeout: ipam
             .lock_timeout_ms
             .map_or(DEFAULT_LOCK_TIMEOUT, Duration::from_millis),
+        release_on_reboot: ipam.release_on_reboot.unwrap_or(true),
     }
 }
 
@@ -317,7 +322,8 @@ mod tests {
             s,
             StoreConf {
                 data_dir: PathBuf::from("/tmp/x"),
-                lock_timeout: Duration::from_millis(5)
+                lock_timeout: Duration::from_millis(5),
+                release_on_reboot: true,
             }
         );
     }

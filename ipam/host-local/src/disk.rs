@@ -8,6 +8,7 @@
 //! <dataDir>/<network>/.index/<id>:<ifname> our index: the addresses of one attachment
 //! <dataDir>/<network>/.index/stamp         the network dir's identity and times when we last
 //!                                          wrote it
+//! <dataDir>/<network>/.index/boot          the boot whose leases are the only live ones
 //! ```
 //!
 //! Lease files are the source of truth. The index lets DEL, CHECK and the duplicate check read
@@ -17,6 +18,7 @@
 //! mtime/ctime, and the index is rebuilt from a full scan. Every indexed address is also checked
 //! against its lease file before it is released.
 
+use crate::boot::Boot;
 use crate::store::{Attachment, Lease, LeaseStore, Owner, StoreError};
 use cni_protocol::crash;
 use fs2::FileExt;
@@ -31,6 +33,7 @@ use std::time::Duration;
 
 const INDEX_DIR: &str = ".index";
 const STAMP: &str = "stamp";
+const BOOT: &str = "boot";
 const LOCK: &str = "lock";
 const LAST_RESERVED: &str = "last_reserved_ip.";
 /// Longest index file name we write; longer keys are simply not indexed (found by scan).
@@ -341,7 +344,7 @@ impl DiskStore {
         if let Ok(entries) = fs::read_dir(&self.index_dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name != STAMP && !fresh.contains_key(&name) {
+                if name != STAMP && name != BOOT && !fresh.contains_key(&name) {
                     let _ = fs::remove_file(entry.path());
                 }
             }
@@ -519,6 +522,48 @@ impl DiskStore {
         Self::write_in_place(&stamp_path, &stamp)?;
         self.stamp_on_open = Some(stamp);
         Ok(())
+    }
+
+    /// Releases every lease written before `boot` started, whoever wrote it, the first time a
+    /// command runs in a new boot; later commands of the same boot only read one small file.
+    /// The boot is recorded only after the sweep, so a sweep cut short by a crash is finished
+    /// by the next command. A lease of the running boot is never released: its file is newer
+    /// than the boot's start.
+    pub fn release_leases_of_earlier_boots(
+        &mut self,
+        boot: &Boot,
+    ) -> Result<Vec<IpAddr>, StoreError> {
+        let record = self.index_dir.join(BOOT);
+        if read_small(&record).is_ok_and(|id| id.trim() == boot.id) {
+            return Ok(Vec::new());
+        }
+        let entries = fs::read_dir(&self.dir)
+            .map_err(|e| io_err(format_args!("reading {}", self.dir.display()), e))?;
+        let mut released = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("reading network dir", e))?;
+            let Some(ip) = entry.file_name().to_str().and_then(lease_ip) else {
+                continue;
+            };
+            let Ok(written) = entry.metadata().and_then(|m| m.modified()) else {
+                continue;
+            };
+            if written >= boot.started {
+                continue;
+            }
+            match fs::remove_file(entry.path()) {
+                Ok(()) => released.push(ip),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(format_args!("releasing {ip}"), e)),
+            }
+            crash::point("stale-lease-released");
+        }
+        if !released.is_empty() {
+            self.rebuild_index()?;
+        }
+        Self::write_in_place(&record, &boot.id)?;
+        released.sort();
+        Ok(released)
     }
 
     /// Addresses leased in the network, from file names only (no file is read): cheap enough
@@ -757,6 +802,57 @@ mod tests {
         assert!(fs::symlink_metadata(dir.join("last_reserved_ip.0"))
             .unwrap()
             .is_file());
+    }
+
+    #[test]
+    fn leases_older_than_a_new_boot_are_released_once_per_boot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("net");
+        let mut store = DiskStore::open(tmp.path(), "net", WAIT).unwrap();
+        store.reserve(ip("10.0.0.2"), &att("old"), 0).unwrap();
+        store.commit().unwrap();
+        File::options()
+            .write(true)
+            .open(dir.join("10.0.0.2"))
+            .unwrap()
+            .set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap();
+        let boot = |id: &str| Boot {
+            id: id.to_string(),
+            started: std::time::SystemTime::now(),
+        };
+        let first = boot("one");
+        store.reserve(ip("10.0.0.3"), &att("new"), 0).unwrap();
+        store.commit().unwrap();
+        // 10.0.0.3 was written after `first` started only if the clock moved: make it so.
+        let later = first.started + Duration::from_secs(5);
+        File::options()
+            .write(true)
+            .open(dir.join("10.0.0.3"))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(
+            store.release_leases_of_earlier_boots(&first).unwrap(),
+            vec![ip("10.0.0.2")]
+        );
+        assert!(store.leases_of(&att("old")).unwrap().is_empty());
+        assert_eq!(store.leases_of(&att("new")).unwrap(), vec![ip("10.0.0.3")]);
+        // The same boot again: nothing is looked at, even a lease that predates it.
+        File::options()
+            .write(true)
+            .open(dir.join("10.0.0.3"))
+            .unwrap()
+            .set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap();
+        assert!(store
+            .release_leases_of_earlier_boots(&first)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store.release_leases_of_earlier_boots(&boot("two")).unwrap(),
+            vec![ip("10.0.0.3")]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! wires the CNI verbs together.
 
 pub mod allocator;
+pub mod boot;
 pub mod config;
 pub mod disk;
 pub mod dns;

@@ -1,6 +1,7 @@
 //! The host-local verbs: configuration → allocator → lease store → result.
 
 use crate::allocator::{self, AllocError};
+use crate::boot::{Boot, BOOT_ID_PATH};
 use crate::config::{load_store_conf, IpamConf, StoreConf};
 use crate::disk::DiskStore;
 use crate::dns;
@@ -33,8 +34,40 @@ fn alloc_error(set_index: usize, e: AllocError) -> CniError {
     }
 }
 
+/// Opens the network's store under its lock; the first command of a boot first releases the
+/// leases of earlier boots (see `boot`).
 fn open_store(conf: &StoreConf, req: &Request) -> Result<DiskStore, CniError> {
-    DiskStore::open(&conf.data_dir, &req.config.name, conf.lock_timeout).map_err(store_error)
+    let mut store = DiskStore::open(&conf.data_dir, &req.config.name, conf.lock_timeout)
+        .map_err(store_error)?;
+    if conf.release_on_reboot {
+        release_leases_of_earlier_boots(&mut store);
+    }
+    Ok(store)
+}
+
+/// Never fails the command: a lease it could not release now is retried by the next command.
+fn release_leases_of_earlier_boots(store: &mut DiskStore) {
+    let boot = match Boot::current() {
+        Ok(boot) => boot,
+        Err(e) => {
+            cni_protocol::cni_log!(
+                "cannot tell the boot from {BOOT_ID_PATH} ({e}): leases of earlier boots are kept"
+            );
+            return;
+        }
+    };
+    match store.release_leases_of_earlier_boots(&boot) {
+        Ok(ips) if ips.is_empty() => {}
+        Ok(ips) => {
+            let list: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+            cni_protocol::cni_log!(
+                "released {} lease(s) written before this boot: {}",
+                ips.len(),
+                list.join(" ")
+            );
+        }
+        Err(e) => cni_protocol::cni_log!("releasing the leases of earlier boots: {e}"),
+    }
 }
 
 fn attachment(req: &Request) -> Attachment {
