@@ -145,7 +145,7 @@ fn every_verb_sweeps_and_a_lease_of_this_boot_is_kept() {
     if !privileged() {
         return;
     }
-    for verb in ["DEL", "CHECK", "GC", "ADD"] {
+    for verb in ["DEL", "CHECK", "GC", "STATUS", "ADD"] {
         let node = Node::new(json!({}));
         let old = node.add("old");
         let kept = node.add("kept");

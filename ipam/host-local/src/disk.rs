@@ -191,23 +191,22 @@ impl DiskStore {
             .map_err(|e| io_err(format_args!("opening lock {}", path.display()), e))
     }
 
-    /// Whether a command could take the lock of network directory `dir`: the lock file opens
-    /// and can be locked. Held by another command counts as obtainable (it is released when
-    /// that command ends); nothing waits.
-    pub fn probe_lock(dir: &Path) -> Result<(), StoreError> {
-        let path = dir.join(LOCK);
-        let file = Self::open_lock(&path)?;
-        match file.try_lock_exclusive() {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(io_err(format_args!("locking {}", path.display()), e)),
-        }
-    }
-
     fn lock(path: &Path, timeout: Duration) -> Result<File, StoreError> {
         let file = Self::open_lock(path)?;
-        if file.try_lock_exclusive().is_ok() {
-            return Ok(file);
+        let held = || {
+            StoreError::LockTimeout(format!(
+                "{} is held by another process for more than {} ms",
+                path.display(),
+                timeout.as_millis()
+            ))
+        };
+        match file.try_lock_exclusive() {
+            Ok(()) => return Ok(file),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => return Err(io_err(format_args!("locking {}", path.display()), e)),
+        }
+        if timeout.is_zero() {
+            return Err(held());
         }
         // Block in a helper thread on a shared description of the same open file, so the
         // wait can be abandoned: the lock belongs to the description, which `file` keeps.
@@ -221,11 +220,7 @@ impl DiskStore {
         match rx.recv_timeout(timeout) {
             Ok(Ok(())) => Ok(file),
             Ok(Err(e)) => Err(io_err(format_args!("locking {}", path.display()), e)),
-            Err(_) => Err(StoreError::LockTimeout(format!(
-                "{} is held by another process for more than {} ms",
-                path.display(),
-                timeout.as_millis()
-            ))),
+            Err(_) => Err(held()),
         }
     }
 

@@ -11,6 +11,7 @@ use cni_protocol::{CniError, CniResult, ErrorCode, Plugin, Request};
 use ipnetwork::IpNetwork;
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::time::Duration;
 
 pub const ABOUT: &str = concat!("CNI host-local plugin v", env!("CARGO_PKG_VERSION"));
 
@@ -37,8 +38,15 @@ fn alloc_error(set_index: usize, e: AllocError) -> CniError {
 /// Opens the network's store under its lock; the first command of a boot first releases the
 /// leases of earlier boots (see `boot`).
 fn open_store(conf: &StoreConf, req: &Request) -> Result<DiskStore, CniError> {
-    let mut store = DiskStore::open(&conf.data_dir, &req.config.name, conf.lock_timeout)
-        .map_err(store_error)?;
+    open_store_within(conf, req, conf.lock_timeout).map_err(store_error)
+}
+
+fn open_store_within(
+    conf: &StoreConf,
+    req: &Request,
+    lock_timeout: Duration,
+) -> Result<DiskStore, StoreError> {
+    let mut store = DiskStore::open(&conf.data_dir, &req.config.name, lock_timeout)?;
     if conf.release_on_reboot {
         release_leases_of_earlier_boots(&mut store);
     }
@@ -269,7 +277,13 @@ impl Plugin for HostLocal {
         if !writable {
             return Err(unusable(std::io::Error::last_os_error().to_string()));
         }
-        DiskStore::probe_lock(&dir).map_err(|e| unusable(e.to_string()))?;
+        // STATUS never waits: a lock held by another command is obtainable once that command
+        // ends (and that command releases the leases of earlier boots). A free lock is taken,
+        // so the first STATUS of a boot does that release.
+        match open_store_within(&conf.store, req, Duration::ZERO) {
+            Ok(_) | Err(StoreError::LockTimeout(_)) => {}
+            Err(e) => return Err(unusable(e.to_string())),
+        }
         let leased = DiskStore::leased_addresses(&dir).map_err(|e| unusable(e.to_string()))?;
         for (i, set) in conf.range_sets.iter().enumerate() {
             let used = leased.iter().filter(|ip| set.contains(**ip)).count() as u128;
