@@ -515,19 +515,39 @@ fn udp_conntrack_to(port: u16) -> Vec<String> {
             words.clone().any(|w| w == "udp")
                 && words.find(|w| w.starts_with("dport=")) == Some(dport.as_str())
         })
-        .map(str::to_string)
+        .map(|l| {
+            // /proc spells IPv6 addresses out in full; write them the usual way.
+            let words = l.split_whitespace().map(|w| match w.split_once('=') {
+                Some((k @ ("src" | "dst"), v)) => match v.parse::<std::net::IpAddr>() {
+                    Ok(ip) => format!("{k}={ip}"),
+                    Err(_) => w.to_string(),
+                },
+                _ => w.to_string(),
+            });
+            words.collect::<Vec<_>>().join(" ") + " "
+        })
         .collect()
 }
 
 /// Issue 9 (6a): a UDP client that keeps its source port reaches the container that took the
-/// host port over, not the deleted one its conntrack entry was NATed to. `portmap` is ours or
-/// the reference's.
-fn udp_client_follows_the_port_to_the_new_pod(portmap: &Path, backend: &str) {
+/// host port over, not the deleted one its conntrack entry was NATed to; other UDP entries stay.
+/// `portmap` is ours or the reference's; `v6` runs the clients over IPv6 (dual-stack pods).
+fn udp_client_follows_the_port_to_the_new_pod(portmap: &Path, backend: &str, v6: bool) {
     in_sandbox(|| {
         let out = outside();
-        let pods = Pods::new(false, json!({ "backend": backend }));
+        let pods = Pods::new(v6, json!({ "backend": backend }));
+        if v6 {
+            sh("sysctl -qw net.ipv6.conf.all.forwarding=1");
+            out.sh("ip -6 route add default via 2001:db8:9::1");
+        }
+        let (client_ip, host_ip) = if v6 {
+            ("[2001:db8:9::2]", "[2001:db8:9::1]")
+        } else {
+            ("192.0.2.2", "192.0.2.1")
+        };
         let m = json!([{ "hostPort": 9053, "containerPort": 53, "protocol": "udp" }]);
         let bridge = our_plugin("bridge");
+        // Bridge + portmap ADD; returns the pod's address of the clients' family.
         let attach = |id: &str, ns: &Netns| {
             let prev = Call::new("ADD", id, pods.bridge_conf.to_string())
                 .netns(&ns.path_str())
@@ -539,22 +559,32 @@ fn udp_client_follows_the_port_to_the_new_pod(portmap: &Path, backend: &str) {
             added.ok();
             // The flush's failures are only logged: none may be.
             assert!(!added.stderr.contains("conntrack"), "{added:?}");
-            prev["ips"][0]["address"]
-                .as_str()
-                .unwrap_or_default()
+            if v6 {
+                settle_v6(ns);
+            }
+            let ips = prev["ips"].as_array().cloned().unwrap_or_default();
+            ips.iter()
+                .filter_map(|ip| ip["address"].as_str()?.split('/').next())
+                .find(|a| a.contains(':') == v6)
+                .expect("pod address of the clients' family")
                 .to_string()
         };
-        let client = in_ns(&out.path, || {
-            let s = UdpSocket::bind("192.0.2.2:40053").expect("bind client");
-            s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-            s.connect("192.0.2.1:9053").expect("connect");
-            s
-        });
+        let client = |port: u16, to: u16| {
+            in_ns(&out.path, || {
+                let s = UdpSocket::bind(format!("{client_ip}:{port}")).expect("bind client");
+                s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+                s.connect(format!("{host_ip}:{to}")).expect("connect");
+                s
+            })
+        };
+        let mapped = client(40053, 9053);
 
         let mut pod1 = Netns::new();
         let ip1 = attach("pod-1", &pod1);
         serve_udp_tag(&pod1, 53, "pod-1");
-        assert_eq!(ask(&client), "pod-1");
+        assert_eq!(ask(&mapped), "pod-1");
+        // An entry to a port nobody maps (answered by an ICMP error): the flush must keep it.
+        client(40054, 9054).send(b"hi").expect("send");
 
         Call::new("DEL", "pod-1", pods.conf(&m, None))
             .netns(&pod1.path_str())
@@ -566,11 +596,12 @@ fn udp_client_follows_the_port_to_the_new_pod(portmap: &Path, backend: &str) {
             .ok();
         pod1.delete();
         // Control: the client's entry outlives the DEL, still NATed to the dead pod; without a
-        // flush the next datagram follows it there and gets no answer (checked by hand by
-        // disabling the flush: `ask` times out).
-        let dead = format!("src={} ", ip1.split('/').next().unwrap_or_default());
+        // flush the next datagram follows it there and gets no answer (checked by disabling the
+        // flush: `ask` then times out).
+        let dead = format!("src={ip1} ");
         let stale = udp_conntrack_to(9053);
         assert!(stale.iter().any(|l| l.contains(&dead)), "{stale:?}");
+        assert_eq!(udp_conntrack_to(9054).len(), 1);
 
         let pod2 = Netns::new();
         let ip2 = attach("pod-2", &pod2);
@@ -583,8 +614,13 @@ fn udp_client_follows_the_port_to_the_new_pod(portmap: &Path, backend: &str) {
             !left.iter().any(|l| l.contains(&dead)),
             "stale entry kept: {left:?}"
         );
+        assert_eq!(
+            udp_conntrack_to(9054).len(),
+            1,
+            "an unmapped port's entry was deleted"
+        );
         serve_udp_tag(&pod2, 53, "pod-2");
-        assert_eq!(ask(&client), "pod-2");
+        assert_eq!(ask(&mapped), "pod-2");
     });
 }
 
@@ -594,7 +630,9 @@ fn udp_client_keeping_its_source_port_reaches_the_replacement_pod() {
         return;
     }
     for backend in ["nftables", "iptables"] {
-        udp_client_follows_the_port_to_the_new_pod(&our_plugin("portmap"), backend);
+        for v6 in [false, true] {
+            udp_client_follows_the_port_to_the_new_pod(&our_plugin("portmap"), backend, v6);
+        }
     }
 }
 
@@ -607,5 +645,7 @@ fn reference_udp_client_reaches_the_replacement_pod_too() {
     let Some(reference) = cni_suite_tests::reference_plugin("portmap") else {
         return;
     };
-    udp_client_follows_the_port_to_the_new_pod(&reference, "iptables");
+    for v6 in [false, true] {
+        udp_client_follows_the_port_to_the_new_pod(&reference, "iptables", v6);
+    }
 }
