@@ -278,16 +278,17 @@ impl Conntrack {
             .collect()
     }
 
-    /// Deletes `entry`; an entry already gone (expired, or replaced since the dump) is not an error.
-    pub fn delete(&mut self, entry: &CtEntry) -> Result<()> {
+    /// Deletes `entry`; returns false when it was already gone (expired, or replaced since the
+    /// dump), which is not an error.
+    pub fn delete(&mut self, entry: &CtEntry) -> Result<bool> {
         let msg = CtMessage {
             message_type: ct_type(IPCTNL_MSG_CT_DELETE),
             family: entry.family,
             attrs: entry.key.clone(),
         };
         match self.nl.request(msg, 0) {
-            Ok(_) => Ok(()),
-            Err(Failure::Errno(libc::ENOENT, _)) => Ok(()),
+            Ok(_) => Ok(true),
+            Err(Failure::Errno(libc::ENOENT, _)) => Ok(false),
             Err(e) => Err(e.at(format!("deleting conntrack entry {}", entry.orig))),
         }
     }
@@ -304,8 +305,7 @@ impl Conntrack {
         for entry in self.entries(family)? {
             let hit = entry.orig.protocol == protocol
                 && entry.orig.dst_port.is_some_and(|p| dst_ports.contains(&p));
-            if hit {
-                self.delete(&entry)?;
+            if hit && self.delete(&entry)? {
                 deleted += 1;
             }
         }

@@ -149,7 +149,8 @@ fn only_udp_entries_to_the_given_ports_of_the_given_family_are_deleted() {
         );
         assert_eq!(ct.entries(IpFamily::V6).unwrap().len(), 0);
         // Deleting an entry that is already gone is not an error.
-        ct.delete(&v4[0]).unwrap();
-        ct.delete(&v4[0]).unwrap();
+        let tcp = v4.iter().find(|e| e.orig.protocol == IPPROTO_TCP).unwrap();
+        assert!(ct.delete(tcp).unwrap());
+        assert!(!ct.delete(tcp).unwrap());
     });
 }
