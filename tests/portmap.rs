@@ -493,12 +493,19 @@ fn serve_udp_tag(pod: &Netns, port: u16, tag: &'static str) {
     });
 }
 
-/// Sends one datagram on `client` and returns the answer.
+/// Sends a datagram on `client` and returns the answer; UDP may drop one on a loaded machine,
+/// so it is sent again (same source port) up to 5 times.
 fn ask(client: &UdpSocket) -> String {
-    client.send(b"hi").expect("send");
     let mut buf = [0u8; 64];
-    let n = client.recv(&mut buf).expect("udp reply");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    let mut last = None;
+    for _ in 0..5 {
+        client.send(b"hi").expect("send");
+        match client.recv(&mut buf) {
+            Ok(n) => return String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("no udp reply: {last:?}");
 }
 
 /// The sandbox host's conntrack entries whose original tuple is UDP to `port`, as /proc shows
@@ -572,7 +579,8 @@ fn udp_client_follows_the_port_to_the_new_pod(portmap: &Path, backend: &str, v6:
         let client = |port: u16, to: u16| {
             in_ns(&out.path, || {
                 let s = UdpSocket::bind(format!("{client_ip}:{port}")).expect("bind client");
-                s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+                s.set_read_timeout(Some(Duration::from_secs(2)))
+                    .expect("timeout");
                 s.connect(format!("{host_ip}:{to}")).expect("connect");
                 s
             })

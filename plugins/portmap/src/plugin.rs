@@ -100,11 +100,14 @@ fn flush_stale_udp(mappings: &[PortMapping], ips: &[IpNetwork]) {
     if ports.is_empty() {
         return;
     }
-    for ip in ips {
-        let family = netops::IpFamily::of(&ip.ip());
-        let flushed = netops::Conntrack::open()
-            .and_then(|mut ct| ct.delete_by_orig_dst_port(family, IPPROTO_UDP, &ports));
-        if let Err(e) = flushed {
+    let families: Vec<netops::IpFamily> = ips
+        .iter()
+        .map(|ip| netops::IpFamily::of(&ip.ip()))
+        .collect();
+    let flushed = netops::Conntrack::open()
+        .and_then(|mut ct| ct.delete_by_orig_dst_port(&families, IPPROTO_UDP, &ports));
+    if let Err(e) = flushed {
+        for ip in ips {
             cni_protocol::cni_log!(
                 "failed to delete stale UDP conntrack entries for {}: {e}",
                 ip.ip()

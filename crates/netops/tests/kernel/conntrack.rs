@@ -107,7 +107,12 @@ fn only_udp_entries_to_the_given_ports_of_the_given_family_are_deleted() {
         let mut nl = NetlinkSocket::open(netlink_sys::protocols::NETLINK_NETFILTER).unwrap();
         let mut ct = Conntrack::open().unwrap();
         // A fresh netns has an empty table, and listing it is no error.
-        assert!(ct.entries(IpFamily::V4).unwrap().is_empty());
+        assert!(ct.entries(Some(IpFamily::V4)).unwrap().is_empty());
+        assert_eq!(
+            ct.delete_by_orig_dst_port(&[IpFamily::V4], IPPROTO_UDP, &[9053])
+                .unwrap(),
+            0
+        );
 
         let (c4, h4, s4) = ("192.0.2.2", "192.0.2.1", "10.9.0.2");
         let (c6, h6, s6) = ("2001:db8:9::2", "2001:db8:9::1", "fd00:9::2");
@@ -119,15 +124,15 @@ fn only_udp_entries_to_the_given_ports_of_the_given_family_are_deleted() {
         create(&mut nl, c4, h4, s4, IPPROTO_TCP, 40000, 9053, 0);
         create(&mut nl, c6, h6, s6, IPPROTO_UDP, 40000, 9053, 0);
 
-        let v4 = ct.entries(IpFamily::V4).unwrap();
+        let v4 = ct.entries(Some(IpFamily::V4)).unwrap();
         assert_eq!(v4.len(), 5, "{v4:?}");
         let e = v4.iter().find(|e| e.orig.src_port == Some(40001)).unwrap();
         assert_eq!(e.orig.dst, h4.parse::<IpAddr>().unwrap());
         assert_eq!(e.reply.as_ref().unwrap().src, s4.parse::<IpAddr>().unwrap());
-        assert_eq!(ct.entries(IpFamily::V6).unwrap().len(), 1);
+        assert_eq!(ct.entries(Some(IpFamily::V6)).unwrap().len(), 1);
 
         let n = ct
-            .delete_by_orig_dst_port(IpFamily::V4, IPPROTO_UDP, &[9053, 7])
+            .delete_by_orig_dst_port(&[IpFamily::V4], IPPROTO_UDP, &[9053, 7])
             .unwrap();
         assert_eq!(n, 3);
         let mut left = proc_entries();
@@ -142,12 +147,18 @@ fn only_udp_entries_to_the_given_ports_of_the_given_family_are_deleted() {
             want.map(|(a, b)| (a.to_string(), b.to_string())),
             "v4 tcp/9053, v4 udp/9054 and v6 udp/9053 stay"
         );
+        // Both families in one walk of the table.
+        let both = [IpFamily::V4, IpFamily::V6];
         assert_eq!(
-            ct.delete_by_orig_dst_port(IpFamily::V6, IPPROTO_UDP, &[9053])
+            ct.delete_by_orig_dst_port(&both, IPPROTO_UDP, &[9053, 9054])
                 .unwrap(),
-            1
+            2
         );
-        assert_eq!(ct.entries(IpFamily::V6).unwrap().len(), 0);
+        assert_eq!(
+            proc_entries(),
+            [("tcp".to_string(), "dport=9053".to_string())]
+        );
+        assert_eq!(ct.entries(None).unwrap().len(), 1);
         // Deleting an entry that is already gone is not an error.
         let tcp = v4.iter().find(|e| e.orig.protocol == IPPROTO_TCP).unwrap();
         assert!(ct.delete(tcp).unwrap());
