@@ -1,6 +1,6 @@
 //! Connection-tracking entries over `NETLINK_NETFILTER` (the ctnetlink subsystem).
 //!
-//! Only what a port-mapping plugin needs: dump one family's entries and delete some of them.
+//! Only what a port-mapping plugin needs: dump one family's entries (or all) and delete some.
 //! A delete names the entry by its original tuple, zone and kernel id, exactly as dumped, so an
 //! entry replaced between the dump and the delete is left alone (the kernel answers ENOENT).
 //! Every reply is parsed with bounds checks: garbage is a decode error, never a panic.
