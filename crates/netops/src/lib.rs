@@ -1,5 +1,5 @@
 //! Kernel operations for CNI plugins: network namespaces, links, bridges, veths, addresses,
-//! routes and sysctls, over a small synchronous netlink transport.
+//! routes, sysctls and conntrack entries, over a small synchronous netlink transport.
 //!
 //! No CNI knowledge lives here. The shape follows DESIGN.md §5b: open one [`RouteSocket`] per
 //! network namespace up front ([`RouteSocket::open_in`] creates it on a throwaway thread that
@@ -10,6 +10,7 @@
 
 mod address;
 mod bridge;
+pub mod conntrack;
 mod error;
 mod link;
 pub mod netlink;
@@ -21,6 +22,7 @@ mod veth;
 
 pub use address::{IfAddr, IpFamily};
 pub use bridge::{BridgePortChange, BridgeSpec, BridgeVlan, VlanTarget};
+pub use conntrack::{Conntrack, CtEntry, CtTuple};
 pub use error::{Error, Failure, Result};
 pub use link::{validate_ifname, AddrGenMode, BridgePort, Link, MacAddr, MacParseError};
 pub use netns::{run_in_netns, Netns};

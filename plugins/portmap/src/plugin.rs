@@ -3,10 +3,11 @@
 
 use crate::config::{Backend, PortmapConf};
 use cni_protocol::{CniError, CniResult, Plugin, Request};
-use firewall::portmap::{PortmapNft, SnatOptions};
+use firewall::portmap::{PortMapping, PortmapNft, Protocol, SnatOptions};
 use firewall::portmap_iptables::{self, IptablesOptions};
 use firewall::Attachment;
 use ipnetwork::IpNetwork;
+use netops::conntrack::IPPROTO_UDP;
 
 pub const ABOUT: &str = concat!("CNI portmap plugin v", env!("CARGO_PKG_VERSION"));
 
@@ -88,6 +89,33 @@ fn enable_route_localnet(prev: &CniResult) -> Result<(), CniError> {
     Ok(())
 }
 
+/// Deletes the conntrack entries to the mapped UDP host ports (any address), as the reference
+/// does after ADD: otherwise a client that keeps its source port stays NATed to the container
+/// that held the port before. Failures are only logged, as by the reference.
+fn flush_stale_udp(mappings: &[PortMapping], ips: &[IpNetwork]) {
+    let ports: Vec<u16> = (mappings.iter())
+        .filter(|m| m.protocol == Protocol::Udp)
+        .map(|m| m.host_port)
+        .collect();
+    if ports.is_empty() {
+        return;
+    }
+    let families: Vec<netops::IpFamily> = ips
+        .iter()
+        .map(|ip| netops::IpFamily::of(&ip.ip()))
+        .collect();
+    let flushed = netops::Conntrack::open()
+        .and_then(|mut ct| ct.delete_by_orig_dst_port(&families, IPPROTO_UDP, &ports));
+    if let Err(e) = flushed {
+        for ip in ips {
+            cni_protocol::cni_log!(
+                "failed to delete stale UDP conntrack entries for {}: {e}",
+                ip.ip()
+            );
+        }
+    }
+}
+
 fn joined(failures: Vec<String>) -> Result<(), CniError> {
     if failures.is_empty() {
         Ok(())
@@ -132,6 +160,7 @@ impl Plugin for Portmap {
             let _ = self.del(req);
             return Err(e);
         }
+        flush_stale_udp(&conf.mappings, &ips);
         Ok(prev)
     }
 

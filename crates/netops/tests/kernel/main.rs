@@ -6,6 +6,7 @@ mod sandbox;
 
 mod addresses;
 mod bridges;
+mod conntrack;
 mod links;
 mod netlink;
 mod netns;
