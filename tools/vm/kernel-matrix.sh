@@ -165,6 +165,9 @@ build_initramfs() { # kernel-tree -> prints initramfs path
     copy_libs "$rootfs" "$exe"
     strip -g -o "$rootfs/t/debug/deps/${name/:/--}" "$exe"
   done <"$cache/tests.list"
+  # Suites that read files of the source tree find them where they were built.
+  mkdir -p "$rootfs$root"
+  cp -a "$root/conf-examples" "$rootfs$root/"
   printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
   printf '127.0.0.1 localhost\n::1 localhost\n' >"$rootfs/etc/hosts"
   echo cni-vm >"$rootfs/etc/hostname"
