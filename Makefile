@@ -4,7 +4,7 @@ PREFIX ?= /opt/cni
 CARGO ?= cargo
 PLUGINS := bridge host-local portmap loopback
 
-.PHONY: build release test lint demo bench bench-host-local bench-bridge install
+.PHONY: build release test test-vm lint demo bench bench-host-local bench-bridge install
 
 build:
 	$(CARGO) build --workspace --bins
@@ -16,6 +16,11 @@ release:
 test: build
 	$(CARGO) test --workspace
 	DEMO_PROFILE=debug demo/demo.sh
+
+# The kernel-dependent suites again on each kernel in tools/vm/kernels (Debian's 6.1 LTS), in a
+# qemu VM without a network device. Needs root; reuses the test executables `make test` built.
+test-vm: build
+	tools/vm/kernel-matrix.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -1,7 +1,9 @@
 //! Black-box tests of `bridge` + `host-local`, exec'd from CNI_PATH inside sandbox network
 //! namespaces, asserting on real kernel state (`ip -j`, `bridge -j`, `nft`, ping).
 
-use cni_suite_tests::sandbox::{in_sandbox, privileged, sh, sh_ok, Netns};
+use cni_suite_tests::sandbox::{
+    in_sandbox, kernel_has_vlan_filtering, privileged, sh, sh_ok, Netns,
+};
 use cni_suite_tests::{lease_names, our_plugin, Call, Reply};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -360,13 +362,6 @@ fn hairpin_and_port_isolation_are_set_on_the_port() {
         assert_eq!(port["hairpin"], true, "{port}");
         assert_eq!(port["isolated"], true, "{port}");
     });
-}
-
-/// Whether this kernel has bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING).
-fn kernel_has_vlan_filtering() -> bool {
-    let ok = sh_ok("ip link add vlanprobe type bridge vlan_filtering 1");
-    let _ = sh_ok("ip link del vlanprobe");
-    ok
 }
 
 #[test]

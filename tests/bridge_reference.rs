@@ -157,7 +157,9 @@ fn kernel_state_matches_the_reference() {
             let bridge = sh("ip -4 -o addr show dev cni0 | awk '{print $4}'");
             let routes = ns.sh("ip -4 route show");
             let addrs = ns.sh("ip -o addr show dev eth0 scope global | awk \"{print \\$4}\"");
-            let mtu = ns.sh("cat /sys/class/net/eth0/mtu");
+            // Not /sys/class/net: sysfs shows the netns that mounted it, not the container's.
+            let mtu = ns.sh("ip -o link show dev eth0 | grep -o \"mtu [0-9]*\"");
+            assert_eq!(mtu.trim(), "mtu 1450");
             let forward = sh("cat /proc/sys/net/ipv4/ip_forward");
             states.push((bridge, routes, addrs, mtu, forward));
         });

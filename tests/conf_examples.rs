@@ -4,7 +4,9 @@
 //! each key it uses. A plugin type we do not build makes its example fail, never skip.
 
 use cni_suite_tests::chain::{Chain, NetworkList};
-use cni_suite_tests::sandbox::{in_sandbox, privileged, sh, sh_ok, Netns};
+use cni_suite_tests::sandbox::{
+    in_sandbox, kernel_has_vlan_filtering, privileged, sh, sh_ok, Netns,
+};
 use cni_suite_tests::{lease_names, link_addresses, our_bin_dir, our_plugin};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -102,12 +104,6 @@ fn has_gateway(list: &NetworkList) -> bool {
 
 fn uses_vlan(list: &NetworkList) -> bool {
     bridge_conf(list).is_some_and(|b| b.get("vlan").is_some() || b.get("vlanTrunk").is_some())
-}
-
-fn kernel_has_vlan_filtering() -> bool {
-    let ok = sh_ok("ip link add vlanprobe type bridge vlan_filtering 1");
-    let _ = sh_ok("ip link del vlanprobe");
-    ok
 }
 
 fn veths() -> Vec<String> {

@@ -26,6 +26,29 @@ pub fn privileged() -> bool {
     false
 }
 
+/// Whether the kernel has `feature`, probed with `probe` (a shell command in the sandbox) and
+/// undone with `undo`. Tests use it to pick between the feature's path and its refusal path.
+/// Where the kernel is known to have every feature (the kernel-matrix VM sets
+/// `CNI_RS_FULL_KERNEL`), a missing one is a failure, not a reason to test the refusal.
+pub fn kernel_has(feature: &str, probe: &str, undo: &str) -> bool {
+    let ok = sh_ok(probe);
+    let _ = sh_ok(undo);
+    assert!(
+        ok || std::env::var_os("CNI_RS_FULL_KERNEL").is_none(),
+        "this kernel must have {feature}"
+    );
+    ok
+}
+
+/// CONFIG_BRIDGE_VLAN_FILTERING.
+pub fn kernel_has_vlan_filtering() -> bool {
+    kernel_has(
+        "bridge VLAN filtering",
+        "ip link add vlanprobe type bridge vlan_filtering 1",
+        "ip link del vlanprobe",
+    )
+}
+
 /// Runs `body` in a new network namespace on its own thread; panics propagate.
 pub fn in_sandbox<F: FnOnce() + Send>(body: F) {
     std::thread::scope(|s| {

@@ -294,8 +294,10 @@ impl RouteSocket {
         })
     }
 
-    /// Removes one VLAN (`bridge vlan del`); `Ok(false)` if it was not there.
-    pub fn bridge_vlan_del(&mut self, index: u32, vid: u16, target: VlanTarget) -> Result<bool> {
+    /// Removes one VLAN (`bridge vlan del`); removing an absent VLAN is not an error. Whether it
+    /// was there cannot be told from the answer: kernels up to at least 6.1 acknowledge the
+    /// removal of an absent VLAN, newer ones answer ENOENT.
+    pub fn bridge_vlan_del(&mut self, index: u32, vid: u16, target: VlanTarget) -> Result<()> {
         let info = BridgeVlanInfo {
             flags: BridgeVlanInfoFlags::empty(),
             vid,
@@ -304,7 +306,7 @@ impl RouteSocket {
         let r = self.ack(RouteNetlinkMessage::DelLink(msg), 0, move |s| {
             format!("removing VLAN {vid} from {}", s.describe_link(index))
         });
-        absent_is_false(r)
+        absent_is_false(r).map(|_| ())
     }
 
     /// Removes a VLAN range in one request; removing absent VLANs is not an error.
@@ -316,7 +318,7 @@ impl RouteSocket {
     ) -> Result<()> {
         let (first, last) = (*vids.start(), *vids.end());
         if first == last {
-            return self.bridge_vlan_del(index, first, target).map(|_| ());
+            return self.bridge_vlan_del(index, first, target);
         }
         let msg = vlan_msg(index, target, range_infos(first, last));
         let r = self.ack(RouteNetlinkMessage::DelLink(msg), 0, move |s| {
