@@ -82,9 +82,13 @@ fn allocate_all(
 }
 
 impl Plugin for HostLocal {
+    fn schema(&self) -> &'static cni_protocol::gojson::Node {
+        &crate::config::SCHEMA
+    }
+
     fn add(&self, req: &Request) -> Result<CniResult, CniError> {
         let conf = IpamConf::load(
-            &req.stdin,
+            &req.raw,
             &req.invocation.args,
             &req.version_text,
             req.version,
@@ -136,7 +140,7 @@ impl Plugin for HostLocal {
     }
 
     fn del(&self, req: &Request) -> Result<(), CniError> {
-        let conf = load_store_conf(&req.stdin)?;
+        let conf = load_store_conf(&req.raw)?;
         let mut store = open_store(&conf, req)?;
         let released = store.release_attachment(&attachment(req));
         store.commit().map_err(store_error)?;
@@ -145,7 +149,7 @@ impl Plugin for HostLocal {
 
     fn check(&self, req: &Request) -> Result<(), CniError> {
         let conf = IpamConf::load(
-            &req.stdin,
+            &req.raw,
             &req.invocation.args,
             &req.version_text,
             req.version,
@@ -184,7 +188,7 @@ impl Plugin for HostLocal {
             .map(|v| Attachment::new(&v.container_id, &v.ifname))
             .collect();
         let valid_ids: HashSet<&str> = valid.iter().map(|a| a.container_id.as_str()).collect();
-        let conf = load_store_conf(&req.stdin)?;
+        let conf = load_store_conf(&req.raw)?;
         let mut store = open_store(&conf, req)?;
         let mut failures = Vec::new();
         for lease in store.leases().map_err(store_error)? {
@@ -211,7 +215,7 @@ impl Plugin for HostLocal {
     }
 
     fn status(&self, req: &Request) -> Result<(), CniError> {
-        let conf = IpamConf::load(&req.stdin, "", &req.version_text, req.version)?;
+        let conf = IpamConf::load(&req.raw, "", &req.version_text, req.version)?;
         let dir = conf.store.data_dir.join(&req.config.name);
         let unusable = |why: String| {
             CniError::new(
