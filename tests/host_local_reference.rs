@@ -434,6 +434,12 @@ const GO_CASED: &[(&str, &str)] = &[
             "\u0130pam":{"type":"host-local","subnet":"10.42.0.0/24","dataDir":@DIR}}"#,
     ),
     (
+        "a later null: net.IP fields clear, string fields keep their value (Go value types)",
+        r#"{"cniVersion":"1.0.0","name":"refnet","type":"bridge","ipam":{"type":"host-local",
+            "subnet":"10.44.0.0/24","rangeStart":"10.44.0.50","RangeStart":null,"Gateway":"10.44.0.9",
+            "gateway":null,"resolvConf":"/etc/resolv.conf","ResolvConf":null,"dataDir":@DIR}}"#,
+    ),
+    (
         "a later null list empties the earlier one",
         r#"{"cniVersion":"1.0.0","name":"refnet","type":"bridge","ipam":{"type":"host-local",
             "ranges":[[{"subnet":"10.43.0.0/24"}]],"Ranges":null,"dataDir":@DIR}}"#,

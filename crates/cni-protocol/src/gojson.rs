@@ -7,7 +7,9 @@
 //!   one in the document wins, but a field that is itself a struct is decoded INTO the earlier
 //!   value, so `{"ipam":{"subnet":…},"IPAM":{"dataDir":…}}` has both keys (checked against
 //!   the reference);
-//! - a `null` list is Go's nil slice, the same as an absent key (it empties an earlier one);
+//! - `null` follows the Go field's kind: a slice becomes nil (the same as an absent key), a
+//!   pointer, map or `interface{}` holds `null` (read as absent), and a value-type field
+//!   (string, bool, number, value struct) keeps whatever an earlier key gave it;
 //! - unknown keys are ignored by Go; here they pass through untouched (exact, last one wins)
 //!   for the plugin's own lookups;
 //! - `prevResult` is a Go `map[string]interface{}` that libcni re-marshals (keys sorted by
@@ -44,19 +46,37 @@ pub enum Node {
 pub struct Field {
     pub name: &'static str,
     pub node: Node,
+    /// A Go value type (string, bool, number, struct): `null` leaves it as it was; a slice:
+    /// `null` removes it. Pointers, maps and `interface{}` are set to nil (the key holds `null`).
+    pub null_keeps: bool,
 }
 
-/// Shorthand for schema tables.
+/// A Go value-type field of the given shape (a struct, or a slice, which `null` always empties).
 pub const fn field(name: &'static str, node: Node) -> Field {
-    Field { name, node }
-}
-
-/// A scalar (or free-form) field.
-pub const fn any(name: &'static str) -> Field {
     Field {
         name,
-        node: Node::Any,
+        node,
+        null_keeps: true,
     }
+}
+
+/// A Go pointer, map or `interface{}` field of the given shape: `null` sets it to nil.
+pub const fn ptr(name: &'static str, node: Node) -> Field {
+    Field {
+        name,
+        node,
+        null_keeps: false,
+    }
+}
+
+/// A Go value-type scalar field (string, bool, number, IP).
+pub const fn any(name: &'static str) -> Field {
+    field(name, Node::Any)
+}
+
+/// A Go pointer or map scalar field (`*bool`, `map[string]…`, `interface{}`).
+pub const fn nullable(name: &'static str) -> Field {
+    ptr(name, Node::Any)
 }
 
 /// Go's case-insensitive key match against an ASCII field name.
@@ -104,9 +124,12 @@ fn put(
     };
     match (inner, obj.get_mut(f.name), value) {
         // Go's null slice is a nil slice: the same as an absent key.
-        (Node::List(_), _, Value::Null) => {
+        (Node::List(_), _, Value::Null) if f.null_keeps => {
             obj.remove(f.name);
         }
+        // Go leaves a value-type field as it was (checked: a later `"DataDir": null` keeps the
+        // earlier dataDir in the reference).
+        (_, _, Value::Null) if f.null_keeps => {}
         (Node::Struct(g), Some(Value::Object(old)), Value::Object(new)) => {
             for (k, v) in new {
                 put(old, g, k, v);
@@ -248,23 +271,26 @@ impl<'de> Visitor<'de> for Seed {
 
 // ---- The shapes shared by every plugin: libcni's NetConf and its result types. ----
 
+/// A Go `[]string` (or any slice of scalars).
+pub const STRINGS: Node = Node::List(&Node::Any);
+
 const DNS_FIELDS: &[Field] = &[
-    any("nameservers"),
+    field("nameservers", STRINGS),
     any("domain"),
-    any("search"),
-    any("options"),
+    field("search", STRINGS),
+    field("options", STRINGS),
 ];
 pub const DNS: Node = Node::Struct(&[DNS_FIELDS]);
 
 /// `types.Route` (results and IPAM `routes`).
 pub const ROUTE: Node = Node::Struct(&[&[
     any("dst"),
-    any("gw"),
+    nullable("gw"),
     any("mtu"),
     any("advmss"),
     any("priority"),
-    any("table"),
-    any("scope"),
+    nullable("table"),
+    nullable("scope"),
 ]]);
 
 /// Every result version's fields at once: their names never collide across versions.
@@ -285,21 +311,21 @@ pub const RESULT: Node = Node::Struct(&[&[
         "ips",
         Node::List(&Node::Struct(&[&[
             any("version"),
-            any("interface"),
+            nullable("interface"),
             any("address"),
-            any("gateway"),
+            nullable("gateway"),
         ]])),
     ),
     field("routes", Node::List(&ROUTE)),
     field("dns", DNS),
-    field("ip4", LEGACY_IP),
-    field("ip6", LEGACY_IP),
+    ptr("ip4", LEGACY_IP),
+    ptr("ip6", LEGACY_IP),
 ]]);
 
 /// 0.1.0/0.2.0's `ip4`/`ip6`.
 const LEGACY_IP: Node = Node::Struct(&[&[
     any("ip"),
-    any("gateway"),
+    nullable("gateway"),
     field("routes", Node::List(&ROUTE)),
 ]]);
 
@@ -310,17 +336,18 @@ const GC_ATTACHMENT: Node = Node::Struct(&[&[any("containerID"), any("ifname")]]
 /// own `ipam`, `args` or `runtimeConfig` shape replaces the free-form ones here.
 pub const NETCONF_FIELDS: &[Field] = &[
     any("cniVersion"),
-    any("cniVersions"),
+    field("cniVersions", STRINGS),
     any("name"),
     any("type"),
-    any("capabilities"),
+    nullable("capabilities"),
     field("ipam", Node::Struct(&[&[any("type")]])),
     field("dns", DNS),
-    field("prevResult", Node::ByKeyOrder(&RESULT)),
-    any("runtimeConfig"),
-    any("args"),
-    any("logFile"),
-    field("cni.dev/valid-attachments", Node::List(&GC_ATTACHMENT)),
+    ptr("prevResult", Node::ByKeyOrder(&RESULT)),
+    nullable("runtimeConfig"),
+    nullable("args"),
+    nullable("logFile"),
+    // Held as null, unlike a Go slice: GC tells a null list (none valid) from no list.
+    ptr("cni.dev/valid-attachments", Node::List(&GC_ATTACHMENT)),
 ];
 
 /// A plugin that reads nothing beyond the common keys.
@@ -383,13 +410,21 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_and_nulls_pass_through() {
+    fn null_follows_the_go_field_kind() {
+        // A value-type field keeps its value; a slice empties; a pointer/map holds null.
         let v = p(
-            r#"{"Documentation":"x","documentation":"y","cni.dev/attachments":null,"ipam":null}"#,
+            r#"{"isGateway":true,"IsGateway":null,"ipam":{"ranges":[[]],"Ranges":null},
+                      "prevResult":{"ips":[]},"PrevResult":null,"name":null}"#,
         );
+        assert_eq!(v, json!({"isGateway":true,"ipam":{},"prevResult":null}));
+    }
+
+    #[test]
+    fn unknown_keys_and_nulls_pass_through() {
+        let v = p(r#"{"Documentation":"x","documentation":"y","cni.dev/attachments":null}"#);
         assert_eq!(
             v,
-            json!({"Documentation":"x","documentation":"y","cni.dev/attachments":null,"ipam":null})
+            json!({"Documentation":"x","documentation":"y","cni.dev/attachments":null})
         );
         let v = p(r#"{"CNI.DEV/Valid-Attachments":[{"ContainerId":"c","IfName":"e"}]}"#);
         assert_eq!(

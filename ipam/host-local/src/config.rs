@@ -3,7 +3,9 @@
 
 use crate::range::{RangeSet, RangeSpec};
 use cni_protocol::args::CniArgs;
-use cni_protocol::gojson::{any, field, Node, NETCONF_FIELDS, ROUTE};
+use cni_protocol::gojson::{
+    any, field, nullable, ptr, Field, Node, NETCONF_FIELDS, ROUTE, STRINGS,
+};
 use cni_protocol::result::Route;
 use cni_protocol::{CniError, ErrorCode, Version};
 use serde::Deserialize;
@@ -17,42 +19,43 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 /// "try again later" (code 11) instead of hanging the runtime.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A range as the reference's `Range` struct has it (also embedded in `ipam`).
-const RANGE: Node = Node::Struct(&[&[
-    any("subnet"),
-    any("rangeStart"),
-    any("rangeEnd"),
-    any("gateway"),
-]]);
+/// A range as the reference's `Range` struct has it (also embedded in `ipam`). The addresses
+/// are Go `net.IP` slices: a later `null` clears them (checked against the reference).
+const RANGE_FIELDS: &[Field] = &[
+    nullable("subnet"),
+    nullable("rangeStart"),
+    nullable("rangeEnd"),
+    nullable("gateway"),
+];
+const RANGE: Node = Node::Struct(&[RANGE_FIELDS]);
 const RANGE_SETS: Node = Node::List(&Node::List(&RANGE));
 
 /// The keys host-local reads, matched as the reference's Go structs match them (go-cni sends
 /// `runtimeConfig.ipRanges` entries as `{"Subnet","RangeStart",…}`).
 pub const SCHEMA: Node = Node::Struct(&[
     &[
-        field(
+        ptr(
             "ipam",
-            Node::Struct(&[&[
-                any("type"),
-                any("name"),
-                any("subnet"),
-                any("rangeStart"),
-                any("rangeEnd"),
-                any("gateway"),
-                field("ranges", RANGE_SETS),
-                field("routes", Node::List(&ROUTE)),
-                any("dataDir"),
-                any("resolvConf"),
-                any("lockTimeoutMs"),
-            ]]),
+            Node::Struct(&[
+                &[
+                    any("type"),
+                    any("name"),
+                    field("ranges", RANGE_SETS),
+                    field("routes", Node::List(&ROUTE)),
+                    any("dataDir"),
+                    any("resolvConf"),
+                    any("lockTimeoutMs"),
+                ],
+                RANGE_FIELDS,
+            ]),
         ),
         field(
             "runtimeConfig",
-            Node::Struct(&[&[any("ips"), field("ipRanges", RANGE_SETS)]]),
+            Node::Struct(&[&[field("ips", STRINGS), field("ipRanges", RANGE_SETS)]]),
         ),
-        field(
+        ptr(
             "args",
-            Node::Struct(&[&[field("cni", Node::Struct(&[&[any("ips")]]))]]),
+            Node::Struct(&[&[ptr("cni", Node::Struct(&[&[field("ips", STRINGS)]]))]]),
         ),
     ],
     NETCONF_FIELDS,

@@ -2,7 +2,7 @@
 //! Pure. Keys match as the reference's Go decoder matches them ([`SCHEMA`], read once by the
 //! skel): containerd sends `runtimeConfig.portMappings` entries with Go-cased keys (`HostPort`).
 
-use cni_protocol::gojson::{any, field, Node, NETCONF_FIELDS};
+use cni_protocol::gojson::{any, field, nullable, Node, NETCONF_FIELDS};
 use cni_protocol::CniError;
 use firewall::portmap::{PortMapping, Protocol};
 use serde_json::{Map, Value};
@@ -32,12 +32,13 @@ pub struct PortmapConf {
 /// The keys portmap reads, as the reference's Go structs name them.
 pub const SCHEMA: Node = Node::Struct(&[
     &[
-        any("snat"),
-        any("markMasqBit"),
-        any("externalSetMarkChain"),
-        any("conditionsV4"),
-        any("conditionsV6"),
-        any("backend"),
+        // Go pointers (`*bool`, `*int`, `*[]string`…): a later null unsets them.
+        nullable("snat"),
+        nullable("markMasqBit"),
+        nullable("externalSetMarkChain"),
+        nullable("conditionsV4"),
+        nullable("conditionsV6"),
+        nullable("backend"),
         field(
             "runtimeConfig",
             Node::Struct(&[&[field(
