@@ -69,12 +69,12 @@ pub const fn ptr(name: &'static str, node: Node) -> Field {
     }
 }
 
-/// A Go value-type scalar field (string, bool, number, IP).
+/// A Go value-type scalar field (string, bool, number).
 pub const fn any(name: &'static str) -> Field {
     field(name, Node::Any)
 }
 
-/// A Go pointer or map scalar field (`*bool`, `map[string]…`, `interface{}`).
+/// A Go pointer, map or `net.IP` scalar field (`*bool`, `map[string]…`, `interface{}`).
 pub const fn nullable(name: &'static str) -> Field {
     ptr(name, Node::Any)
 }
@@ -105,19 +105,10 @@ fn lookup(groups: &'static [&'static [Field]], key: &str) -> Option<&'static Fie
         .or_else(|| all().find(|f| fold_eq(key, f.name)))
 }
 
-/// Stores `value` for `key` in a struct-shaped object: the canonical name when the key is a
-/// field; a struct-shaped field given twice is merged the way Go decodes into an existing
-/// struct; anything else is replaced.
-fn put(
-    obj: &mut Map<String, Value>,
-    groups: &'static [&'static [Field]],
-    key: String,
-    value: Value,
-) {
-    let Some(f) = lookup(groups, &key) else {
-        obj.insert(key, value);
-        return;
-    };
+/// Stores `value` for field `f` in a struct-shaped object under the field's canonical name: a
+/// struct given twice is merged the way Go decodes into an existing struct, `null` follows the
+/// field's Go kind, anything else is replaced.
+fn put(obj: &mut Map<String, Value>, f: &'static Field, value: Value) {
     let inner = match &f.node {
         Node::ByKeyOrder(n) => n,
         n => n,
@@ -132,11 +123,26 @@ fn put(
         (_, _, Value::Null) if f.null_keeps => {}
         (Node::Struct(g), Some(Value::Object(old)), Value::Object(new)) => {
             for (k, v) in new {
-                put(old, g, k, v);
+                put_key(old, g, k, v);
             }
         }
         (_, _, value) => {
             obj.insert(f.name.to_string(), value);
+        }
+    }
+}
+
+/// [`put`] for a key not yet looked up; unknown keys are stored as they are.
+fn put_key(
+    obj: &mut Map<String, Value>,
+    groups: &'static [&'static [Field]],
+    key: String,
+    value: Value,
+) {
+    match lookup(groups, &key) {
+        Some(f) => put(obj, f, value),
+        None => {
+            obj.insert(key, value);
         }
     }
 }
@@ -249,14 +255,14 @@ impl<'de> Visitor<'de> for Seed {
             }
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             for (k, v) in entries {
-                put(&mut obj, groups, k, v);
+                put_key(&mut obj, groups, k, v);
             }
         } else {
             while let Some(key) = map.next_key::<String>()? {
                 match lookup(groups, &key) {
                     Some(f) => {
                         let value = map.next_value_seed(self.child(&f.node))?;
-                        put(&mut obj, groups, key, value);
+                        put(&mut obj, f, value);
                     }
                     None => {
                         let value: Value = map.next_value()?;
@@ -328,6 +334,10 @@ const LEGACY_IP: Node = Node::Struct(&[&[
     nullable("gateway"),
     field("routes", Node::List(&ROUTE)),
 ]]);
+
+/// libcni's `types.Error`, as a delegate prints it.
+pub const ERROR: Node =
+    Node::Struct(&[&[any("cniVersion"), any("code"), any("msg"), any("details")]]);
 
 const GC_ATTACHMENT: Node = Node::Struct(&[&[any("containerID"), any("ifname")]]);
 
