@@ -17,6 +17,7 @@
 //! All kernel state lives in the network namespace of the calling thread (sockets are opened
 //! there, commands are started from it). This crate knows nothing of the CNI protocol.
 
+mod backend;
 mod error;
 pub mod iptables;
 pub mod macspoof;
@@ -30,6 +31,7 @@ use std::fmt;
 
 use ipnetwork::IpNetwork;
 
+pub use backend::{iptables_usable, nftables_usable, Backend};
 pub use error::{Error, Result};
 pub use iptables::IptablesBackend;
 pub use naming::{reference_iptables_chain, reference_iptables_comment};
@@ -74,38 +76,10 @@ pub trait MasqueradeBackend {
     fn gc(&mut self, network: &str, keep: &[Attachment]) -> Result<()>;
 }
 
-/// Which backend to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    Nftables,
-    Iptables,
-}
-
-impl BackendKind {
-    /// Parse the `ipMasqBackend` value of a configuration.
-    pub fn from_config(name: &str) -> Option<Self> {
-        match name {
-            "nftables" => Some(BackendKind::Nftables),
-            "iptables" => Some(BackendKind::Iptables),
-            _ => None,
-        }
-    }
-}
-
-/// nftables when the kernel offers nf_tables to this network namespace (a ruleset
-/// generation can be read over NETLINK_NETFILTER), iptables otherwise.
-pub fn detect_default() -> BackendKind {
-    if nft::available() {
-        BackendKind::Nftables
-    } else {
-        BackendKind::Iptables
-    }
-}
-
-/// Open a backend in the calling thread's network namespace.
-pub fn open(kind: BackendKind) -> Result<Box<dyn MasqueradeBackend>> {
-    Ok(match kind {
-        BackendKind::Nftables => Box::new(NftablesBackend::new()?),
-        BackendKind::Iptables => Box::new(IptablesBackend::new()),
+/// Open the masquerade implementation of `backend` in the calling thread's network namespace.
+pub fn masquerade(backend: Backend) -> Result<Box<dyn MasqueradeBackend>> {
+    Ok(match backend {
+        Backend::Nftables => Box::new(NftablesBackend::new()?),
+        Backend::Iptables => Box::new(IptablesBackend::new()),
     })
 }

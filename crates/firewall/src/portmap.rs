@@ -448,6 +448,47 @@ fn skeleton_intact(sock: &mut NfSocket, mark_bit: u32) -> Result<bool> {
         && rules[0].comment.as_deref() == Some(stamp.as_bytes()))
 }
 
+/// One attachment's port mappings: what [`PortMapper::add`] installs and `check` verifies.
+#[derive(Debug, Clone, Copy)]
+pub struct Publish<'a> {
+    pub att: Attachment<'a>,
+    pub mappings: &'a [PortMapping],
+    /// Either family; a mapping with a `host_ip` only goes to addresses of its family.
+    pub container_ips: &'a [IpNetwork],
+    pub opts: SnatOptions,
+}
+
+/// Installs, verifies and removes the host port mappings of attachments; one implementation
+/// per [`Backend`](crate::Backend), opened with [`open`].
+pub trait PortMapper {
+    /// Install the attachment's mappings to `container_ips` (either family; a mapping with a
+    /// `host_ip` only goes to addresses of its family). Repeating it rewrites them.
+    fn add(&mut self, p: &Publish) -> Result<()>;
+
+    /// Verify the state `add` made; the error names what is missing.
+    fn check(&mut self, p: &Publish) -> Result<()>;
+
+    /// Remove the attachment's mappings; missing state is success.
+    fn del(&mut self, att: &Attachment) -> Result<()>;
+
+    /// Remove the mappings of every attachment of `network` not in `keep`.
+    fn gc(&mut self, network: &str, keep: &[Attachment]) -> Result<()>;
+}
+
+/// Open the port mapper of `backend` in the calling thread's network namespace; `iptables`
+/// holds the options only the iptables backend understands.
+pub fn open<'a>(
+    backend: crate::Backend,
+    iptables: crate::portmap_iptables::IptablesOptions<'a>,
+) -> Result<Box<dyn PortMapper + 'a>> {
+    Ok(match backend {
+        crate::Backend::Nftables => Box::new(PortmapNft::new()?),
+        crate::Backend::Iptables => {
+            Box::new(crate::portmap_iptables::PortmapIptables::new(iptables))
+        }
+    })
+}
+
 /// Host port mappings in our nftables table.
 pub struct PortmapNft {
     sock: NfSocket,
@@ -481,16 +522,41 @@ impl PortmapNft {
         })
     }
 
-    /// Install the attachment's mappings to `container_ips` (either family; a mapping with a
-    /// `host_ip` only goes to addresses of its family). Repeating it rewrites the attachment's
-    /// rules. A port owned by another attachment is refused ([`Error::PortConflict`]).
-    pub fn add(
-        &mut self,
-        att: &Attachment,
-        mappings: &[PortMapping],
-        container_ips: &[IpNetwork],
-        opts: SnatOptions,
-    ) -> Result<()> {
+    /// Delete the chains `stale` selects and the map elements jumping to them.
+    fn remove(&mut self, action: &str, stale: impl Fn(&String) -> bool) -> Result<()> {
+        self.sock.transact(action, |sock, genid| {
+            let action = format!("listing the chains of inet {TABLE}");
+            let chains: Vec<String> = sock
+                .dump(&action, MsgType::GetChain, NFPROTO_INET, |m| {
+                    m.put_str(attr::CHAIN_TABLE, TABLE);
+                })?
+                .iter()
+                .map(|r| crate::nft::wire::Attrs::new(r))
+                .filter(|a| a.str(attr::CHAIN_TABLE) == Some(TABLE))
+                .filter_map(|a| a.str(attr::CHAIN_NAME).map(str::to_string))
+                .filter(|c| stale(c))
+                .collect();
+            if chains.is_empty() {
+                return Ok(None);
+            }
+            let mut b = sock.batch(Some(genid));
+            for (key, target) in sock.port_elements()? {
+                if target.as_ref().is_some_and(|t| chains.contains(t)) {
+                    push_element(&mut b, MsgType::DelSetElem, key, None);
+                }
+            }
+            for chain in &chains {
+                push_delete_chain_in(&mut b, TABLE, chain);
+            }
+            Ok(Some(b))
+        })
+    }
+}
+
+impl PortMapper for PortmapNft {
+    /// A port owned by another attachment is refused ([`Error::PortConflict`]).
+    fn add(&mut self, p: &Publish) -> Result<()> {
+        let (att, mappings, container_ips, opts) = (&p.att, p.mappings, p.container_ips, p.opts);
         let chain = attachment_chain(att);
         let comment = rule_comment(att);
         let bit = 1u32 << (opts.mark_bit % 32);
@@ -573,16 +639,14 @@ impl PortmapNft {
         })
     }
 
-    /// Remove the attachment's mappings; missing state is success.
-    pub fn del(&mut self, att: &Attachment) -> Result<()> {
+    fn del(&mut self, att: &Attachment) -> Result<()> {
         let chain = attachment_chain(att);
         self.remove(&format!("removing port mappings for {att}"), |c| {
             *c == chain
         })
     }
 
-    /// Remove the mappings of every attachment of `network` not in `keep`.
-    pub fn gc(&mut self, network: &str, keep: &[Attachment]) -> Result<()> {
+    fn gc(&mut self, network: &str, keep: &[Attachment]) -> Result<()> {
         let prefix = format!("{CHAIN_PREFIX}{}-", network_hash(network));
         let keep: HashSet<String> = keep
             .iter()
@@ -595,44 +659,10 @@ impl PortmapNft {
         )
     }
 
-    /// Delete the chains `stale` selects and the map elements jumping to them.
-    fn remove(&mut self, action: &str, stale: impl Fn(&String) -> bool) -> Result<()> {
-        self.sock.transact(action, |sock, genid| {
-            let action = format!("listing the chains of inet {TABLE}");
-            let chains: Vec<String> = sock
-                .dump(&action, MsgType::GetChain, NFPROTO_INET, |m| {
-                    m.put_str(attr::CHAIN_TABLE, TABLE);
-                })?
-                .iter()
-                .map(|r| crate::nft::wire::Attrs::new(r))
-                .filter(|a| a.str(attr::CHAIN_TABLE) == Some(TABLE))
-                .filter_map(|a| a.str(attr::CHAIN_NAME).map(str::to_string))
-                .filter(|c| stale(c))
-                .collect();
-            if chains.is_empty() {
-                return Ok(None);
-            }
-            let mut b = sock.batch(Some(genid));
-            for (key, target) in sock.port_elements()? {
-                if target.as_ref().is_some_and(|t| chains.contains(t)) {
-                    push_element(&mut b, MsgType::DelSetElem, key, None);
-                }
-            }
-            for chain in &chains {
-                push_delete_chain_in(&mut b, TABLE, chain);
-            }
-            Ok(Some(b))
-        })
-    }
-
     /// Verify the state `add` made: every port points at the attachment's chain, which holds
     /// one DNAT rule per mapping and container address.
-    pub fn check(
-        &mut self,
-        att: &Attachment,
-        mappings: &[PortMapping],
-        container_ips: &[IpNetwork],
-    ) -> Result<()> {
+    fn check(&mut self, p: &Publish) -> Result<()> {
+        let (att, mappings, container_ips) = (&p.att, p.mappings, p.container_ips);
         let chain = attachment_chain(att);
         let missing = |what: String| Error::PortmapMissing {
             attachment: att.to_string(),

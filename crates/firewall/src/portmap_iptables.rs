@@ -26,7 +26,10 @@ use crate::iptables::{
 };
 use crate::naming::go_quote;
 use crate::nft::expr::subnet_of;
-use crate::portmap::{reference_dnat_chain, PortMapping, Protocol, SnatOptions};
+use crate::portmap::{
+    reference_dnat_chain, remove_reference_state, PortMapper, PortMapping, Protocol, Publish,
+    SnatOptions,
+};
 use crate::Attachment;
 
 pub const DNAT_CHAIN: &str = "CNI-HOSTPORT-DNAT";
@@ -317,6 +320,36 @@ pub fn gc(network: &str, keep: &[Attachment]) -> Result<()> {
             .flat_map(|chain| delete_everywhere(DNAT_CHAIN, chain, &action))
             .collect(),
     )
+}
+
+/// Port mappings with reference-shaped iptables rules, as a [`PortMapper`].
+pub struct PortmapIptables<'a> {
+    extra: IptablesOptions<'a>,
+}
+
+impl<'a> PortmapIptables<'a> {
+    pub fn new(extra: IptablesOptions<'a>) -> Self {
+        PortmapIptables { extra }
+    }
+}
+
+impl PortMapper for PortmapIptables<'_> {
+    fn add(&mut self, p: &Publish) -> Result<()> {
+        add(&p.att, p.mappings, p.container_ips, p.opts, self.extra)
+    }
+
+    fn check(&mut self, p: &Publish) -> Result<()> {
+        check(&p.att, p.mappings, p.container_ips, p.opts, self.extra)
+    }
+
+    /// The chain is the reference's, so removing the reference's state removes ours.
+    fn del(&mut self, att: &Attachment) -> Result<()> {
+        remove_reference_state(att.network, att.container_id)
+    }
+
+    fn gc(&mut self, network: &str, keep: &[Attachment]) -> Result<()> {
+        gc(network, keep)
+    }
 }
 
 #[cfg(test)]

@@ -737,11 +737,19 @@ fn reference_bridge_rules_match_ours_and_are_removed_by_our_cleanup() {
 }
 
 #[test]
-fn detect_default_prefers_nftables_when_the_kernel_has_it() {
+fn default_backend_is_iptables_where_iptables_is_usable() {
     in_netns(
-        "detect_default_prefers_nftables_when_the_kernel_has_it",
+        "default_backend_is_iptables_where_iptables_is_usable",
         || {
-            assert_eq!(firewall::detect_default(), firewall::BackendKind::Nftables);
+            assert!(firewall::nftables_usable());
+            assert!(
+                firewall::iptables_usable(),
+                "this host has iptables on PATH"
+            );
+            assert_eq!(
+                firewall::Backend::resolve(None),
+                firewall::Backend::Iptables
+            );
             // Detection creates nothing.
             assert!(ruleset_json().iter().all(|o| o.get("table").is_none()));
         },
