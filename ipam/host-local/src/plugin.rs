@@ -220,13 +220,8 @@ impl Plugin for HostLocal {
             )
         };
         std::fs::create_dir_all(&dir).map_err(|e| unusable(e.to_string()))?;
-        let writable = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-            // SAFETY: access(2) only reads the NUL-terminated path it is given.
-            .map(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
-            .unwrap_or(false);
-        if !writable {
-            return Err(unusable(std::io::Error::last_os_error().to_string()));
-        }
+        nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK)
+            .map_err(|e| unusable(std::io::Error::from(e).to_string()))?;
         let leased = DiskStore::leased_addresses(&dir).map_err(|e| unusable(e.to_string()))?;
         // ADD needs an address from every range set, so one full set is enough to refuse it.
         for (i, set) in conf.range_sets.iter().enumerate() {
