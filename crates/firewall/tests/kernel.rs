@@ -56,7 +56,7 @@ fn att<'a>(network: &'a str, container_id: &'a str, ifname: &'a str) -> Attachme
 }
 
 fn our_chain(a: &Attachment) -> String {
-    firewall::nft::attachment_chain(a)
+    firewall::masquerade::attachment_chain(a)
 }
 
 // ---------------------------------------------------------------------------------------------
