@@ -345,7 +345,7 @@ impl MasqueradeBackend for IptablesBackend {
 
     fn del(&mut self, att: &Attachment) -> Result<()> {
         let action = format!("removing iptables masquerade for {att}");
-        Error::collect(delete_attachment(att, &action))
+        Error::all(delete_attachment(att, &action))
     }
 
     fn check(&mut self, att: &Attachment, addresses: &[IpNetwork]) -> Result<()> {
@@ -418,7 +418,7 @@ pub(crate) fn gc_chains(network: &str, keep: &[Attachment], flavors: &[Flavor]) 
             }
         }
     }
-    Error::collect(errors)
+    Error::all(errors)
 }
 
 #[cfg(test)]

@@ -33,7 +33,8 @@
 use crate::error::{Error, Result};
 use crate::naming::sha512_hex;
 use crate::nft::expr::{
-    cmp, comment_from_udata, comment_udata, expr, load_meta, load_payload, verdict, vmap,
+    cmp, cmp_operands, comment_udata, expr, load_meta, load_payload, rule_expressions,
+    rule_identity, verdict, vmap,
 };
 use crate::nft::objects::{Hook, MapKey, Table};
 use crate::nft::session::{Batch, Session};
@@ -494,17 +495,10 @@ enum Loaded {
 }
 
 fn parse_rule(attrs: Attrs) -> SpoofRule {
-    let mut rule = SpoofRule {
-        handle: attrs.be64(attr::RULE_HANDLE).unwrap_or(0),
-        comment: attrs.find(attr::RULE_USERDATA).and_then(comment_from_udata),
-        ..SpoofRule::default()
-    };
+    let mut rule = SpoofRule::default();
+    (rule.handle, rule.comment) = rule_identity(&attrs);
     let mut loaded: Option<Loaded> = None;
-    let exprs = attrs.nested(attr::RULE_EXPRESSIONS).into_iter().flatten();
-    for (_, elem) in exprs {
-        let elem = Attrs::new(elem);
-        let name = elem.str(attr::EXPR_NAME).unwrap_or_default();
-        let data = elem.nested(attr::EXPR_DATA).unwrap_or(Attrs::new(&[]));
+    for (name, data) in rule_expressions(&attrs) {
         match name {
             "meta" => {
                 loaded = (data.be32(attr::META_KEY) == Some(NFT_META_IIFNAME))
@@ -517,11 +511,7 @@ fn parse_rule(attrs: Attrs) -> SpoofRule {
                 loaded = is_saddr.then_some(Loaded::EtherSaddr);
             }
             "cmp" => {
-                let op = data.be32(attr::CMP_OP);
-                let value = data
-                    .nested(attr::CMP_DATA)
-                    .and_then(|d| d.find(attr::DATA_VALUE))
-                    .unwrap_or_default();
+                let (op, value) = cmp_operands(&data);
                 match (loaded, op) {
                     (Some(Loaded::IifName), Some(NFT_CMP_EQ)) => {
                         rule.iifname = ifname_from_key(value);

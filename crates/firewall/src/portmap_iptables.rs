@@ -168,13 +168,8 @@ fn address_of(fam: IpFamily, container_ips: &[IpNetwork]) -> Option<IpNetwork> {
 }
 
 /// Install the attachment's mappings with reference-shaped iptables rules.
-pub fn add(
-    att: &Attachment,
-    mappings: &[PortMapping],
-    container_ips: &[IpNetwork],
-    opts: SnatOptions,
-    extra: IptablesOptions,
-) -> Result<()> {
+fn add(p: &Publish, extra: IptablesOptions) -> Result<()> {
+    let (att, mappings, container_ips, opts) = (&p.att, p.mappings, p.container_ips, p.opts);
     let chain = reference_dnat_chain(att.network, att.container_id);
     let bit = 1u32 << (opts.mark_bit % 32);
     let action = format!("adding iptables port mappings for {att}");
@@ -253,13 +248,8 @@ fn has_jump(listing: &[String], jump: &str, conditions: &[String]) -> bool {
 }
 
 /// Verify the rules `add` made are all there.
-pub fn check(
-    att: &Attachment,
-    mappings: &[PortMapping],
-    container_ips: &[IpNetwork],
-    opts: SnatOptions,
-    extra: IptablesOptions,
-) -> Result<()> {
+fn check(p: &Publish, extra: IptablesOptions) -> Result<()> {
+    let (att, mappings, container_ips, opts) = (&p.att, p.mappings, p.container_ips, p.opts);
     let action = format!("checking iptables port mappings for {att}");
     for fam in [IpFamily::V4, IpFamily::V6] {
         let Some(container) = address_of(fam, container_ips) else {
@@ -335,11 +325,11 @@ impl<'a> PortmapIptables<'a> {
 
 impl PortMapper for PortmapIptables<'_> {
     fn add(&mut self, p: &Publish) -> Result<()> {
-        add(&p.att, p.mappings, p.container_ips, p.opts, self.extra)
+        add(p, self.extra)
     }
 
     fn check(&mut self, p: &Publish) -> Result<()> {
-        check(&p.att, p.mappings, p.container_ips, p.opts, self.extra)
+        check(p, self.extra)
     }
 
     /// The chain is the reference's, so removing the reference's state removes ours.

@@ -36,7 +36,7 @@ pub fn remove_reference_state(att: &Attachment) -> Result<()> {
     {
         errors.push(e);
     }
-    Error::collect(errors)
+    Error::all(errors)
 }
 
 /// Remove the reference's state for `network` except that of the attachments in `keep`.
@@ -73,7 +73,7 @@ pub fn gc_reference_state(network: &str, keep: &[Attachment]) -> Result<()> {
     }) {
         errors.push(e);
     }
-    Error::collect(errors)
+    Error::all(errors)
 }
 
 /// Delete the rules of the reference's `masq_checks` chain whose comment `doomed` selects.

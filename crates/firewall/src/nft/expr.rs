@@ -295,22 +295,47 @@ fn observe_address_cmp(
 }
 
 /// Parse the attributes of a rule message (`NFT_MSG_NEWRULE` from a dump).
+/// A rule message's handle and comment (from its user data).
+pub(crate) fn rule_identity(attrs: &Attrs) -> (u64, Option<Vec<u8>>) {
+    (
+        attrs.be64(attr::RULE_HANDLE).unwrap_or(0),
+        attrs.find(attr::RULE_USERDATA).and_then(comment_from_udata),
+    )
+}
+
+/// A `cmp` expression's operator and the value it compares with.
+pub(crate) fn cmp_operands<'a>(data: &Attrs<'a>) -> (Option<u32>, &'a [u8]) {
+    let value = data
+        .nested(attr::CMP_DATA)
+        .and_then(|d| d.find(attr::DATA_VALUE))
+        .unwrap_or_default();
+    (data.be32(attr::CMP_OP), value)
+}
+
+/// A rule message's expressions, in order, as (name, data attributes).
+pub(crate) fn rule_expressions<'a>(
+    attrs: &Attrs<'a>,
+) -> impl Iterator<Item = (&'a str, Attrs<'a>)> {
+    let exprs = attrs.nested(attr::RULE_EXPRESSIONS).into_iter().flatten();
+    exprs.map(|(_, elem)| {
+        let elem = Attrs::new(elem);
+        let name = elem.str(attr::EXPR_NAME).unwrap_or_default();
+        (
+            name,
+            elem.nested(attr::EXPR_DATA).unwrap_or(Attrs::new(&[])),
+        )
+    })
+}
+
 pub(crate) fn parse_rule(attrs: Attrs) -> ObservedRule {
-    let mut rule = ObservedRule {
-        handle: attrs.be64(attr::RULE_HANDLE).unwrap_or(0),
-        comment: attrs.find(attr::RULE_USERDATA).and_then(comment_from_udata),
-        ..ObservedRule::default()
-    };
+    let mut rule = ObservedRule::default();
+    (rule.handle, rule.comment) = rule_identity(&attrs);
     // The family matched so far (`meta nfproto`), the last thing loaded into register 1, and a
     // mask applied to it.
     let mut fam: Option<Family> = None;
     let mut loaded: Option<Loaded> = None;
     let mut mask: Option<Vec<u8>> = None;
-    let exprs = attrs.nested(attr::RULE_EXPRESSIONS).into_iter().flatten();
-    for (_, elem) in exprs {
-        let elem = Attrs::new(elem);
-        let name = elem.str(attr::EXPR_NAME).unwrap_or_default();
-        let data = elem.nested(attr::EXPR_DATA).unwrap_or(Attrs::new(&[]));
+    for (name, data) in rule_expressions(&attrs) {
         match name {
             "meta" => {
                 loaded = (data.be32(attr::META_KEY) == Some(NFT_META_NFPROTO))
@@ -331,11 +356,7 @@ pub(crate) fn parse_rule(attrs: Attrs) -> ObservedRule {
                     .map(<[u8]>::to_vec);
             }
             "cmp" => {
-                let op = data.be32(attr::CMP_OP);
-                let value = data
-                    .nested(attr::CMP_DATA)
-                    .and_then(|d| d.find(attr::DATA_VALUE))
-                    .unwrap_or_default();
+                let (op, value) = cmp_operands(&data);
                 match loaded {
                     Some(Loaded::NfProto) if op == Some(NFT_CMP_EQ) => {
                         fam = match value.first() {
