@@ -113,7 +113,12 @@ echo "outside got: $reply"
 [[ $reply == hello* ]] || { echo "demo: the published port did not answer" >&2; exit 1; }
 
 step "the rules, with their packet counters"
-nft list ruleset
+# Without ipMasqBackend/backend the plugins use the reference's default: its iptables chains.
+iptables-save -c -t nat
+# A conflist naming "nftables" gets our native tables instead; show them when present.
+for t in cni_masquerade_rs cni_portmap_rs; do
+  nft list table inet "$t" 2>/dev/null || true
+done
 
 step "CHECK both containers"
 cni check ctr-a "$a" && cni check ctr-b "$b" && echo "CHECK passed"
@@ -125,7 +130,8 @@ left_veths=$(ip -br link show type veth | grep -v '^v-out' || true)
 left_leases=$(find /var/lib/cni/networks -type f -name '[0-9a-f]*[.:]*' 2>/dev/null || true)
 echo "veths left: ${left_veths:-none}"
 echo "leases left: ${left_leases:-none}"
-left_rules=$(nft list ruleset 2>/dev/null | grep -F -e "$ip_a" -e "$ip_b" || true)
+left_rules=$( { nft list ruleset; iptables-save -t nat; ip6tables-save -t nat; } 2>/dev/null \
+  | grep -F -e "$ip_a" -e "$ip_b" || true)
 echo "rules naming the pods left: ${left_rules:-none}"
 [[ -z $left_veths && -z $left_leases && -z $left_rules ]] || { echo "demo: state left behind" >&2; exit 1; }
 echo

@@ -166,6 +166,62 @@ fn two_pods_ping_each_other_and_the_gateway() {
     });
 }
 
+/// Runs `call` with a PATH on which no `iptables` is found: the reference's probe then calls
+/// iptables unusable.
+fn run_without_iptables(call: &Call, bin: &std::path::Path) -> Reply {
+    let child = call
+        .command(bin)
+        .env("PATH", "/nonexistent")
+        .spawn()
+        .expect("spawning the plugin");
+    call.finish(child)
+}
+
+/// Without `ipMasqBackend`, the reference's rule: iptables where iptables is usable, our
+/// nftables table where only nftables is. DEL removes either, whatever the default is then.
+#[test]
+fn default_masquerade_backend_is_iptables_unless_only_nftables_is_usable() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let net = Network::new("br-def", "10.5.0.0/24", json!({ "ipMasq": true }));
+        let nat = || sh("iptables -w -t nat -S");
+        let ours = || sh("nft list table inet cni_masquerade_rs 2>/dev/null || true");
+
+        let a = Netns::new();
+        let ra = net.add("pod-ipt", &a);
+        let ip = pod_ip(&ra, 0);
+        assert!(
+            nat().contains(&format!("-s {ip}/32")),
+            "iptables by default: {}",
+            nat()
+        );
+        assert!(!ours().contains(&ip), "no nftables state: {}", ours());
+        net.check("pod-ipt", &a, &ra).ok();
+        net.del("pod-ipt", &a).ok();
+        assert!(!nat().contains(&ip), "{}", nat());
+
+        let b = Netns::new();
+        let rb = run_without_iptables(&net.call("ADD", "pod-nft", &b), &net.bin).ok();
+        let ip = pod_ip(&rb, 0);
+        assert!(
+            ours().contains(&ip),
+            "nftables without iptables: {}",
+            ours()
+        );
+        assert!(!nat().contains("CNI-"), "no iptables state: {}", nat());
+        let mut check = net.call("CHECK", "pod-nft", &b);
+        let mut conf = net.conf.clone();
+        conf["prevResult"] = rb.clone();
+        check.stdin = conf.to_string();
+        run_without_iptables(&check, &net.bin).ok();
+        // DEL under the iptables default still removes the nftables state.
+        net.del("pod-nft", &b).ok();
+        assert!(!ours().contains(&ip), "{}", ours());
+    });
+}
+
 /// An "outside" netns reachable from the sandbox host by its own veth, with no route back to
 /// the pods: a pod's ping only comes back if its source was masqueraded.
 fn outside() -> Netns {

@@ -264,6 +264,44 @@ fn traffic_v4(backend: &str) {
     });
 }
 
+/// Without `backend`, the reference's rule: iptables where iptables is usable, our nftables
+/// table where only nftables is (no `iptables` on PATH). DEL removes either.
+#[test]
+fn default_backend_is_iptables_unless_only_nftables_is_usable() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let pods = Pods::new(false, json!({}));
+        let (a, b) = (Netns::new(), Netns::new());
+        let m = json!([{ "hostPort": 8080, "containerPort": 80 }]);
+        pods.add("pod-ipt", &a, &m).1.ok();
+        assert!(
+            sh("iptables -w -t nat -S").contains("CNI-DN-"),
+            "iptables by default"
+        );
+        assert!(!our_ruleset().contains("dport"), "{}", our_ruleset());
+        pods.portmap("DEL", "pod-ipt", &a, &m, None).ok();
+        assert!(!sh("iptables -w -t nat -S").contains("-N CNI-DN-"));
+
+        let prev = Call::new("ADD", "pod-nft", pods.bridge_conf.to_string())
+            .netns(&b.path_str())
+            .run(&our_plugin("bridge"))
+            .ok();
+        let call = Call::new("ADD", "pod-nft", pods.conf(&m, Some(&prev))).netns(&b.path_str());
+        let child = call
+            .command(&our_plugin("portmap"))
+            .env("PATH", "/nonexistent")
+            .spawn()
+            .expect("spawning portmap");
+        call.finish(child).ok();
+        assert!(our_ruleset().contains("pm-"), "nftables: {}", our_ruleset());
+        assert!(!sh("iptables -w -t nat -S").contains("-N CNI-DN-"));
+        pods.portmap("DEL", "pod-nft", &b, &m, None).ok();
+        assert!(!our_ruleset().contains("pm-"), "{}", our_ruleset());
+    });
+}
+
 #[test]
 fn del_without_any_state_succeeds() {
     if !privileged() {
@@ -283,7 +321,7 @@ fn second_pod_claiming_a_port_is_refused_and_leaves_nothing() {
         return;
     }
     in_sandbox(|| {
-        let pods = Pods::new(false, json!({}));
+        let pods = Pods::new(false, json!({ "backend": "nftables" }));
         let (a, b) = (Netns::new(), Netns::new());
         let m = json!([{ "hostPort": 8080, "containerPort": 80 }]);
         pods.add("pod-a", &a, &m).1.ok();
@@ -326,7 +364,7 @@ fn check_passes_then_names_drift() {
         return;
     }
     in_sandbox(|| {
-        let pods = Pods::new(false, json!({}));
+        let pods = Pods::new(false, json!({ "backend": "nftables" }));
         let pod = Netns::new();
         let m = json!([{ "hostPort": 9090, "containerPort": 90, "protocol": "udp" }]);
         let (prev, reply) = pods.add("pod-c", &pod, &m);
@@ -352,7 +390,7 @@ fn gc_removes_attachments_not_listed() {
         return;
     }
     in_sandbox(|| {
-        let pods = Pods::new(false, json!({}));
+        let pods = Pods::new(false, json!({ "backend": "nftables" }));
         let (a, b) = (Netns::new(), Netns::new());
         pods.add(
             "keep",
@@ -404,7 +442,7 @@ fn v6_mapping_reaches_the_pod_from_outside_and_from_the_host() {
     in_sandbox(|| {
         sh("sysctl -qw net.ipv6.conf.all.forwarding=1");
         let out = outside();
-        let pods = Pods::new(true, json!({}));
+        let pods = Pods::new(true, json!({ "backend": "nftables" }));
         let pod = Netns::new();
         let m = json!([
             { "hostPort": 8080, "containerPort": 80 },

@@ -412,7 +412,7 @@ fn storm(pods: usize, churn: usize, backend: Option<&str>, reference: bool) {
 #[test]
 fn a_thousand_pods_storm_one_bridge_and_leave_nothing() {
     if privileged() {
-        storm(1000, 40, None, false);
+        storm(1000, 40, Some("nftables"), false);
     }
 }
 

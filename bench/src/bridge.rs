@@ -43,7 +43,7 @@ const PARALLEL_GOAL: f64 = 150.0;
 enum Kind {
     /// /usr/lib/cni/bridge with /usr/lib/cni/host-local (masquerade via iptables).
     Reference,
-    /// Ours with the default (nftables) masquerade backend.
+    /// Ours with `ipMasqBackend: "nftables"` (our native backend).
     OursNft,
     /// Ours with `ipMasqBackend: "iptables"`.
     OursIpt,
@@ -501,8 +501,11 @@ impl Setup {
                         "dataDir": data.path().to_string_lossy(),
                     }
                 });
-                if case.kind == Kind::OursIpt {
-                    conf["ipMasqBackend"] = "iptables".into();
+                // Named explicitly: without it ours follows the reference's default (iptables).
+                match case.kind {
+                    Kind::OursIpt => conf["ipMasqBackend"] = "iptables".into(),
+                    Kind::OursNft => conf["ipMasqBackend"] = "nftables".into(),
+                    _ => {}
                 }
                 let conf = serde_json::to_vec(&conf).map_err(|e| format!("encode config: {e}"))?;
                 (conf, Some(data))

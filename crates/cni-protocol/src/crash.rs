@@ -107,11 +107,8 @@ fn selects(value: Option<&str>, exe: Option<&str>, step: &str) -> bool {
 
 #[cfg(debug_assertions)]
 fn die() -> ! {
-    // SAFETY: kill(2) on our own pid has no memory-safety preconditions. SIGKILL cannot be
-    // caught, so the process (every thread) ends here.
-    unsafe {
-        libc::kill(libc::getpid(), libc::SIGKILL);
-    }
+    // SIGKILL cannot be caught, so the process (every thread) ends here.
+    let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
     // Not reached; SIGKILL to oneself is delivered before kill(2) returns to user space.
     loop {
         std::thread::park();

@@ -111,8 +111,7 @@ fn run(
     stdin: &[u8],
 ) -> Result<Vec<u8>, Failure> {
     let mut attempt = 0;
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
+    let parent = nix::unistd::getpid();
     let mut child = loop {
         let mut cmd = std::process::Command::new(binary);
         for (key, value) in cni_env(inv) {
@@ -131,11 +130,9 @@ fn run(
         // system calls (prctl, getppid).
         unsafe {
             cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
                 // We may have died before the prctl: then the child was already re-parented.
-                if libc::getppid() != parent {
+                if nix::unistd::getppid() != parent {
                     return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
                 Ok(())

@@ -58,12 +58,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// Success when `errors` is empty, otherwise all of them as one error.
-    pub fn all(errors: Vec<Error>) -> Result<()> {
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Many(errors))
+    /// Combine the failures of independent steps: `Ok` if there were none, the error itself if
+    /// there was one (so its errno stays visible), otherwise all of them as [`Error::Many`].
+    pub fn all(mut errors: Vec<Error>) -> Result<()> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Many(errors)),
         }
     }
 
@@ -86,15 +87,6 @@ impl Error {
         Error::Protocol {
             action: action.into(),
             detail: detail.into(),
-        }
-    }
-
-    /// Combine the failures of independent steps: `Ok` if there were none.
-    pub(crate) fn collect(mut errors: Vec<Error>) -> Result<()> {
-        match errors.len() {
-            0 => Ok(()),
-            1 => Err(errors.remove(0)),
-            _ => Err(Error::Many(errors)),
         }
     }
 }

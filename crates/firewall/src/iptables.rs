@@ -22,7 +22,7 @@ use ipnetwork::IpNetwork;
 
 use crate::error::{Error, Result};
 use crate::naming::{go_quote, reference_iptables_chain, reference_iptables_comment};
-use crate::nft::socket::NfSocket;
+use crate::nft::session::Session;
 use crate::nft::wire::{attr, MsgType, NFPROTO_IPV4, NFPROTO_IPV6};
 use crate::{Attachment, MasqueradeBackend};
 
@@ -252,7 +252,7 @@ pub(crate) fn flavors_holding(fam: IpFamily, chain: Option<&str>) -> Vec<Flavor>
         IpFamily::V4 => NFPROTO_IPV4,
         IpFamily::V6 => NFPROTO_IPV6,
     };
-    let nft = NfSocket::open().and_then(|mut sock| match chain {
+    let nft = Session::open().and_then(|mut sock| match chain {
         Some(chain) => sock.get(
             "looking up an iptables-nft chain",
             MsgType::GetChain,
@@ -345,7 +345,7 @@ impl MasqueradeBackend for IptablesBackend {
 
     fn del(&mut self, att: &Attachment) -> Result<()> {
         let action = format!("removing iptables masquerade for {att}");
-        Error::collect(delete_attachment(att, &action))
+        Error::all(delete_attachment(att, &action))
     }
 
     fn check(&mut self, att: &Attachment, addresses: &[IpNetwork]) -> Result<()> {
@@ -418,7 +418,7 @@ pub(crate) fn gc_chains(network: &str, keep: &[Attachment], flavors: &[Flavor]) 
             }
         }
     }
-    Error::collect(errors)
+    Error::all(errors)
 }
 
 #[cfg(test)]

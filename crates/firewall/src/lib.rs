@@ -1,27 +1,32 @@
 //! The suite's firewall layer: the kernel packet-filter state plugins keep per attachment.
 //!
-//! Egress masquerade (SNAT) for pod addresses, as the `bridge` plugin's `ipMasq` needs it. Two
-//! backends implement [`MasqueradeBackend`]:
-//! - [`NftablesBackend`]: our own table `inet cni_masquerade_rs`, written over netlink in one
-//!   transaction per operation, O(1) in the number of pods (layout in [`nft`]);
-//! - [`IptablesBackend`]: the reference plugin's exact iptables rules, so a node can swap
-//!   binaries either way.
+//! Layout: a toolkit, features on top of it, and one backend seam.
+//! - Toolkit: `nft` (private) is the only code that knows nf_tables: encoding, expressions,
+//!   table objects, and generation-bound transactions over netops's netlink transport;
+//!   [`iptables`] runs `iptables`/`iptables-restore` and knows the reference's rule shapes.
+//! - Features describe layout and plan, and call the toolkit: [`masquerade`] (the bridge's
+//!   `ipMasq`), [`portmap`] (+ [`portmap_iptables`]), [`macspoof`] (the bridge's
+//!   `macspoofchk`, nftables only, as in the reference), and the removal of what the Go
+//!   reference made ([`remove_reference_state`], [`gc_reference_state`],
+//!   [`portmap::remove_reference_state`]).
+//! - Seam: [`Backend`] is the one backend kind; [`Backend::resolve`] applies the reference's
+//!   default. Each feature has one trait with an nftables and an iptables implementation:
+//!   [`MasqueradeBackend`] (opened by [`masquerade`](fn@masquerade)) and
+//!   [`portmap::PortMapper`] (opened by [`portmap::open`]).
 //!
-//! Whatever backend is in use, DEL and GC should also call [`remove_reference_state`] /
-//! [`gc_reference_state`], which remove what the Go reference made for the same attachment
-//! with either of its backends; they cost a few netlink lookups when there is nothing to remove.
-//!
-//! [`macspoof`] implements the bridge plugin's `macspoofchk` (bridge-family nftables, same
-//! netlink machinery), including removal of the reference's rules.
+//! Whatever backend is in use, DEL and GC should also remove the reference's state and the
+//! other backend's; they cost a few netlink lookups when there is nothing to remove.
 //!
 //! All kernel state lives in the network namespace of the calling thread (sockets are opened
 //! there, commands are started from it). This crate knows nothing of the CNI protocol.
 
+mod backend;
 mod error;
 pub mod iptables;
 pub mod macspoof;
+pub mod masquerade;
 mod naming;
-pub mod nft;
+mod nft;
 pub mod portmap;
 pub mod portmap_iptables;
 mod reference;
@@ -30,10 +35,11 @@ use std::fmt;
 
 use ipnetwork::IpNetwork;
 
+pub use backend::{iptables_usable, nftables_usable, Backend};
 pub use error::{Error, Result};
 pub use iptables::IptablesBackend;
+pub use masquerade::NftablesBackend;
 pub use naming::{reference_iptables_chain, reference_iptables_comment};
-pub use nft::NftablesBackend;
 pub use reference::{gc_reference_state, remove_reference_state, REFERENCE_CHAIN, REFERENCE_TABLE};
 
 /// One container interface on one network: what masquerade state is keyed by.
@@ -74,38 +80,10 @@ pub trait MasqueradeBackend {
     fn gc(&mut self, network: &str, keep: &[Attachment]) -> Result<()>;
 }
 
-/// Which backend to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    Nftables,
-    Iptables,
-}
-
-impl BackendKind {
-    /// Parse the `ipMasqBackend` value of a configuration.
-    pub fn from_config(name: &str) -> Option<Self> {
-        match name {
-            "nftables" => Some(BackendKind::Nftables),
-            "iptables" => Some(BackendKind::Iptables),
-            _ => None,
-        }
-    }
-}
-
-/// nftables when the kernel offers nf_tables to this network namespace (a ruleset
-/// generation can be read over NETLINK_NETFILTER), iptables otherwise.
-pub fn detect_default() -> BackendKind {
-    if nft::available() {
-        BackendKind::Nftables
-    } else {
-        BackendKind::Iptables
-    }
-}
-
-/// Open a backend in the calling thread's network namespace.
-pub fn open(kind: BackendKind) -> Result<Box<dyn MasqueradeBackend>> {
-    Ok(match kind {
-        BackendKind::Nftables => Box::new(NftablesBackend::new()?),
-        BackendKind::Iptables => Box::new(IptablesBackend::new()),
+/// Open the masquerade implementation of `backend` in the calling thread's network namespace.
+pub fn masquerade(backend: Backend) -> Result<Box<dyn MasqueradeBackend>> {
+    Ok(match backend {
+        Backend::Nftables => Box::new(NftablesBackend::new()?),
+        Backend::Iptables => Box::new(IptablesBackend::new()),
     })
 }

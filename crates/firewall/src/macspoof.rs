@@ -33,12 +33,17 @@
 use crate::error::{Error, Result};
 use crate::naming::sha512_hex;
 use crate::nft::expr::{
-    cmp, comment_from_udata, comment_udata, expr, NFTA_COUNTER_BYTES, NFTA_COUNTER_PACKETS,
-    NFT_CMP_EQ, NFT_CMP_NEQ, NFT_REG_1, NFT_REG_VERDICT,
+    cmp, cmp_operands, comment_udata, expr, load_meta, load_payload, rule_expressions,
+    rule_identity, verdict, vmap,
 };
-use crate::nft::parse_verdict_elements;
-use crate::nft::socket::{Batch, NfSocket};
-use crate::nft::wire::{attr, Attrs, MsgBuf, MsgType, NFPROTO_BRIDGE, NLM_F_APPEND, NLM_F_CREATE};
+use crate::nft::objects::{Hook, MapKey, Table};
+use crate::nft::session::{Batch, Session};
+use crate::nft::wire::{
+    attr, Attrs, MsgBuf, BYTEORDER_HOST_ENDIAN, ETHER_ADDR_LEN, ETHER_SADDR_OFFSET, IFNAMSIZ,
+    NFT_CMP_EQ, NFT_CMP_NEQ, NFT_JUMP, NFT_META_IIFNAME, NFT_PAYLOAD_LL_HEADER, NFT_REG_1,
+    NFT_REG_VERDICT, NFT_TYPE_IFNAME, NF_BR_PRE_ROUTING, NF_BR_PRI_NAT_DST_BRIDGED, NF_DROP,
+    UDATA_SET_KEYBYTEORDER,
+};
 
 /// Our table (family bridge). Distinct from the reference's `nat` so the two never share a chain.
 pub const TABLE: &str = "cni_macspoof_rs";
@@ -52,26 +57,8 @@ pub const CHAIN_PREFIX: &str = "spoof-";
 pub const REFERENCE_TABLE: &str = "nat";
 pub const REFERENCE_BASE_CHAIN: &str = "PREROUTING";
 
-const NF_BR_PRE_ROUTING: u32 = 0;
-/// The reference's priority (`NF_BR_PRI_NAT_DST_BRIDGED`): before anything else on the bridge.
-const PRIORITY: i32 = -300;
-const NF_DROP: u32 = 0;
-const NF_ACCEPT: u32 = 1;
-const NFT_JUMP: i32 = -3;
-const NFT_SET_MAP: u32 = 0x8;
-const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
-/// `nft`'s data type id for `ifname`, so `nft list` prints the keys as names.
-const NFT_TYPE_IFNAME: u32 = 41;
-const IFNAMSIZ: usize = 16;
-const NFT_META_IIFNAME: u32 = 6;
-const NFT_PAYLOAD_LL_HEADER: u32 = 0;
-/// `ether saddr`: 6 bytes at offset 6 of the link-layer header.
-const ETHER_SADDR_OFFSET: u32 = 6;
-const ETHER_ADDR_LEN: u32 = 6;
-/// Set user data telling `nft` the key is a host-order string (`NFTNL_UDATA_SET_KEYBYTEORDER`).
-const SET_USERDATA: u16 = 13;
-const UDATA_SET_KEYBYTEORDER: u8 = 0;
-const BYTEORDER_HOST_ENDIAN: u32 = 1;
+const T: Table<'static> = Table::bridge(TABLE);
+const REFERENCE: Table<'static> = Table::bridge(REFERENCE_TABLE);
 
 /// Name of the chain holding one attachment's rule.
 pub fn attachment_chain(container_id: &str, ifname: &str) -> String {
@@ -150,7 +137,7 @@ pub fn add(container_id: &str, ifname: &str, host_veth: &str, mac: [u8; 6]) -> R
     let key = ifname_key(&action, host_veth)?;
     let chain = attachment_chain(container_id, ifname);
     let comment = rule_comment(container_id, ifname).replace('"', "");
-    let mut sock = NfSocket::open()?;
+    let mut sock = Session::open()?;
     sock.transact(&action, |sock, genid| {
         // Ports this chain served before and no longer should.
         let mut previous: Vec<String> = chain_rules(sock, &chain)?
@@ -167,28 +154,12 @@ pub fn add(container_id: &str, ifname: &str, host_veth: &str, mac: [u8; 6]) -> R
         if !intact {
             push_skeleton(&mut b);
         }
-        b.push(
-            MsgType::NewChain,
-            NLM_F_CREATE,
-            NFPROTO_BRIDGE,
-            format!("creating chain bridge {TABLE} {chain}"),
-            |m| {
-                m.put_str(attr::CHAIN_TABLE, TABLE);
-                m.put_str(attr::CHAIN_NAME, &chain);
-            },
-        );
-        push_flush_chain(&mut b, TABLE, &chain);
-        b.push(
-            MsgType::NewRule,
-            NLM_F_CREATE | NLM_F_APPEND,
-            NFPROTO_BRIDGE,
-            format!("adding the spoof check rule to chain bridge {TABLE} {chain}"),
-            |m| {
-                m.put_str(attr::RULE_TABLE, TABLE);
-                m.put_str(attr::RULE_CHAIN, &chain);
-                put_spoof_rule(m, &key, mac, &comment);
-            },
-        );
+        T.push_new_chain(&mut b, &chain, None);
+        T.push_flush_chain(&mut b, &chain);
+        let what = format!("adding the spoof check rule to chain bridge {TABLE} {chain}");
+        T.push_rule(&mut b, &chain, what, |m| {
+            put_spoof_rule(m, &key, mac, &comment)
+        });
         for name in &previous {
             if element_target(sock, name)?.as_deref() == Some(chain.as_str()) {
                 push_delete_element(&mut b, name);
@@ -214,7 +185,7 @@ pub fn del(container_id: &str, ifname: &str) -> Result<()> {
         describe(container_id, ifname)
     );
     let chain = attachment_chain(container_id, ifname);
-    let mut sock = NfSocket::open()?;
+    let mut sock = Session::open()?;
     // If the chain's rule no longer names every port that jumps to it (someone edited it), the
     // chain is still referenced and its deletion fails with EBUSY: then find the jumps by
     // scanning the map.
@@ -245,7 +216,7 @@ pub fn del(container_id: &str, ifname: &str) -> Result<()> {
                         }
                     }
                 }
-                push_delete_chain(&mut b, TABLE, &chain);
+                T.push_delete_chain(&mut b, &chain);
             }
             reference.push_removal(&mut b);
             Ok(Some(b))
@@ -267,7 +238,7 @@ pub fn gc(keep: &[(&str, &str)], owned: &dyn Fn(&str) -> bool) -> Result<()> {
         .iter()
         .map(|(container_id, ifname)| attachment_chain(container_id, ifname))
         .collect();
-    let mut sock = NfSocket::open()?;
+    let mut sock = Session::open()?;
     sock.transact(action, |sock, genid| {
         let elements = all_elements(sock)?;
         let stale: Vec<&(String, Option<String>)> = elements
@@ -298,7 +269,7 @@ pub fn gc(keep: &[(&str, &str)], owned: &dyn Fn(&str) -> bool) -> Result<()> {
                 target.as_deref() == Some(chain) && !stale.iter().any(|(p, _)| p == port)
             });
             if !still_used {
-                push_delete_chain(&mut b, TABLE, chain);
+                T.push_delete_chain(&mut b, chain);
             }
         }
         Ok(Some(b))
@@ -318,7 +289,7 @@ pub fn check(container_id: &str, ifname: &str, host_veth: &str, mac: [u8; 6]) ->
         attachment: describe(container_id, ifname),
         what,
     };
-    let mut sock = NfSocket::open()?;
+    let mut sock = Session::open()?;
     let base = chain_rules(&mut sock, BASE_CHAIN)?
         .ok_or_else(|| missing(format!("chain bridge {TABLE} {BASE_CHAIN} does not exist")))?;
     if !base
@@ -370,46 +341,24 @@ impl ReferenceState {
     /// unreferenced by the time its deletion runs.
     fn push_removal(&self, b: &mut Batch) {
         for handle in &self.base_rules {
-            b.push(
-                MsgType::DelRule,
-                0,
-                NFPROTO_BRIDGE,
-                format!(
-                    "deleting rule handle {handle} of chain bridge {REFERENCE_TABLE} {REFERENCE_BASE_CHAIN}"
-                ),
-                |m| {
-                    m.put_str(attr::RULE_TABLE, REFERENCE_TABLE);
-                    m.put_str(attr::RULE_CHAIN, REFERENCE_BASE_CHAIN);
-                    m.put_be64(attr::RULE_HANDLE, *handle);
-                },
-            );
+            REFERENCE.push_delete_rule(b, REFERENCE_BASE_CHAIN, *handle);
         }
         for chain in &self.chains {
-            push_delete_chain(b, REFERENCE_TABLE, chain);
+            REFERENCE.push_delete_chain(b, chain);
         }
     }
 }
 
 /// One lookup when table `bridge nat` does not exist; otherwise its `PREROUTING` rules are
 /// listed and the two chains looked up.
-fn reference_state(
-    sock: &mut NfSocket,
-    container_id: &str,
-    ifname: &str,
-) -> Result<ReferenceState> {
-    let action = format!("looking up table bridge {REFERENCE_TABLE}");
-    let table = sock.get(&action, MsgType::GetTable, NFPROTO_BRIDGE, |m| {
-        m.put_str(attr::TABLE_NAME, REFERENCE_TABLE)
-    })?;
-    if table.is_none() {
+fn reference_state(sock: &mut Session, container_id: &str, ifname: &str) -> Result<ReferenceState> {
+    if !REFERENCE.exists(sock)? {
         return Ok(ReferenceState::default());
     }
     let (iface_chain, mac_chain) = reference_chains(container_id, ifname);
     let comment = rule_comment(container_id, ifname);
     let mut state = ReferenceState::default();
-    if let Some(rules) =
-        sock.chain_rule_messages(NFPROTO_BRIDGE, REFERENCE_TABLE, REFERENCE_BASE_CHAIN)?
-    {
+    if let Some(rules) = REFERENCE.chain_rule_messages(sock, REFERENCE_BASE_CHAIN)? {
         state.base_rules = rules
             .iter()
             .map(|r| parse_rule(Attrs::new(r)))
@@ -420,7 +369,7 @@ fn reference_state(
             .collect();
     }
     for chain in [iface_chain, mac_chain] {
-        if sock.chain_exists(NFPROTO_BRIDGE, REFERENCE_TABLE, &chain)? {
+        if REFERENCE.chain_exists(sock, &chain)? {
             state.chains.push(chain);
         }
     }
@@ -431,45 +380,27 @@ fn reference_state(
 // Reading our table
 
 /// The rules of one chain of our table, or `None` if the chain does not exist.
-fn chain_rules(sock: &mut NfSocket, chain: &str) -> Result<Option<Vec<SpoofRule>>> {
-    Ok(sock
-        .chain_rule_messages(NFPROTO_BRIDGE, TABLE, chain)?
+fn chain_rules(sock: &mut Session, chain: &str) -> Result<Option<Vec<SpoofRule>>> {
+    Ok(T.chain_rule_messages(sock, chain)?
         .map(|rules| rules.iter().map(|r| parse_rule(Attrs::new(r))).collect()))
 }
 
 /// The chain a port's map element jumps to, if the element exists.
-fn element_target(sock: &mut NfSocket, port: &str) -> Result<Option<String>> {
+fn element_target(sock: &mut Session, port: &str) -> Result<Option<String>> {
     let action = format!("looking up {port:?} in map bridge {TABLE} {PORTS_MAP}");
     let key = ifname_key(&action, port)?;
-    let reply = sock.get(&action, MsgType::GetSetElem, NFPROTO_BRIDGE, |m| {
-        m.put_str(attr::SET_ELEM_LIST_TABLE, TABLE);
-        m.put_str(attr::SET_ELEM_LIST_SET, PORTS_MAP);
-        m.nest(attr::SET_ELEM_LIST_ELEMENTS, |m| {
-            m.nest(attr::LIST_ELEM, |m| put_key(m, &key));
-        });
-    })?;
-    let Some(reply) = reply else {
-        return Ok(None);
-    };
-    Ok(parse_verdict_elements(&reply, ifname_from_key)
-        .into_iter()
-        .find(|(name, _)| name == port)
-        .and_then(|(_, target)| target))
+    T.element_target(sock, PORTS_MAP, &key, &format!("{port:?}"))
 }
 
 /// Every element of the ports map: (port, chain it jumps to), for DEL's fallback and GC.
-fn all_elements(sock: &mut NfSocket) -> Result<Vec<(String, Option<String>)>> {
-    sock.map_elements(NFPROTO_BRIDGE, TABLE, PORTS_MAP, ifname_from_key)
-}
-
-fn put_key(m: &mut MsgBuf, key: &[u8; IFNAMSIZ]) {
-    m.nest(attr::SET_ELEM_KEY, |m| m.put(attr::DATA_VALUE, key));
+fn all_elements(sock: &mut Session) -> Result<Vec<(String, Option<String>)>> {
+    T.map_elements(sock, PORTS_MAP, ifname_from_key)
 }
 
 /// Whether the base chain holds exactly the dispatch rule. Re-declaring an intact skeleton
 /// would replace that rule, which the kernel frees after an RCU grace period that our socket's
 /// close then waits for (~13 ms per ADD).
-fn skeleton_intact(sock: &mut NfSocket) -> Result<bool> {
+fn skeleton_intact(sock: &mut Session) -> Result<bool> {
     Ok(chain_rules(sock, BASE_CHAIN)?.is_some_and(|rules| {
         rules.len() == 1
             && rules[0].iifname_lookups == [PORTS_MAP]
@@ -480,169 +411,49 @@ fn skeleton_intact(sock: &mut NfSocket) -> Result<bool> {
 
 /// Table, map, base chain and its dispatch rule; harmless to repeat.
 fn push_skeleton(b: &mut Batch) {
-    b.push(
-        MsgType::NewTable,
-        NLM_F_CREATE,
-        NFPROTO_BRIDGE,
-        format!("creating table bridge {TABLE}"),
-        |m| m.put_str(attr::TABLE_NAME, TABLE),
-    );
-    b.push(
-        MsgType::NewSet,
-        NLM_F_CREATE,
-        NFPROTO_BRIDGE,
-        format!("creating map bridge {TABLE} {PORTS_MAP}"),
-        |m| {
-            m.put_str(attr::SET_TABLE, TABLE);
-            m.put_str(attr::SET_NAME, PORTS_MAP);
-            m.put_be32(attr::SET_FLAGS, NFT_SET_MAP);
-            m.put_be32(attr::SET_KEY_TYPE, NFT_TYPE_IFNAME);
-            m.put_be32(attr::SET_KEY_LEN, IFNAMSIZ as u32);
-            m.put_be32(attr::SET_DATA_TYPE, NFT_DATA_VERDICT);
-            // Required by the kernel; names the set within this transaction only.
-            m.put_be32(attr::SET_ID, 1);
-            let mut udata = vec![UDATA_SET_KEYBYTEORDER, 4];
-            udata.extend_from_slice(&BYTEORDER_HOST_ENDIAN.to_ne_bytes());
-            m.put(SET_USERDATA, &udata);
-        },
-    );
-    b.push(
-        MsgType::NewChain,
-        NLM_F_CREATE,
-        NFPROTO_BRIDGE,
-        format!("creating base chain bridge {TABLE} {BASE_CHAIN}"),
-        |m| {
-            m.put_str(attr::CHAIN_TABLE, TABLE);
-            m.put_str(attr::CHAIN_NAME, BASE_CHAIN);
-            m.nest(attr::CHAIN_HOOK, |m| {
-                m.put_be32(attr::HOOK_HOOKNUM, NF_BR_PRE_ROUTING);
-                m.put_be32(attr::HOOK_PRIORITY, PRIORITY as u32);
-            });
-            m.put_be32(attr::CHAIN_POLICY, NF_ACCEPT);
-            m.put_str(attr::CHAIN_TYPE, "filter");
-        },
-    );
-    // Rewriting the dispatch rule each time keeps ADD idempotent and repairs it.
-    push_flush_chain(b, TABLE, BASE_CHAIN);
-    b.push(
-        MsgType::NewRule,
-        NLM_F_CREATE | NLM_F_APPEND,
-        NFPROTO_BRIDGE,
-        format!("adding the dispatch rule to chain bridge {TABLE} {BASE_CHAIN}"),
-        |m| {
-            m.put_str(attr::RULE_TABLE, TABLE);
-            m.put_str(attr::RULE_CHAIN, BASE_CHAIN);
-            m.nest(attr::RULE_EXPRESSIONS, |m| {
-                load_iifname(m);
-                expr(m, "lookup", |m| {
-                    m.put_str(attr::LOOKUP_SET, PORTS_MAP);
-                    m.put_be32(attr::LOOKUP_SREG, NFT_REG_1);
-                    m.put_be32(attr::LOOKUP_DREG, NFT_REG_VERDICT);
-                });
-            });
-        },
-    );
-}
-
-fn load_iifname(m: &mut MsgBuf) {
-    expr(m, "meta", |m| {
-        m.put_be32(attr::META_DREG, NFT_REG_1);
-        m.put_be32(attr::META_KEY, NFT_META_IIFNAME);
+    T.push_create(b);
+    let mut userdata = vec![UDATA_SET_KEYBYTEORDER, 4];
+    userdata.extend_from_slice(&BYTEORDER_HOST_ENDIAN.to_ne_bytes());
+    let key = MapKey {
+        data_type: NFT_TYPE_IFNAME,
+        len: IFNAMSIZ as u32,
+        userdata: Some(&userdata),
+    };
+    T.push_new_verdict_map(b, PORTS_MAP, key, 1);
+    // The reference's priority: before anything else on the bridge.
+    let hook = Hook::filter(NF_BR_PRE_ROUTING, NF_BR_PRI_NAT_DST_BRIDGED);
+    T.push_base_chain(b, BASE_CHAIN, hook);
+    let what = format!("adding the dispatch rule to chain bridge {TABLE} {BASE_CHAIN}");
+    T.push_rule(b, BASE_CHAIN, what, |m| {
+        m.nest(attr::RULE_EXPRESSIONS, |m| {
+            load_meta(m, NFT_META_IIFNAME, NFT_REG_1);
+            vmap(m, PORTS_MAP, NFT_REG_1);
+        });
     });
 }
 
 /// `iifname "<port>" ether saddr != <mac> counter drop comment "<comment>"`.
 fn put_spoof_rule(m: &mut MsgBuf, port: &[u8; IFNAMSIZ], mac: [u8; 6], comment: &str) {
     m.nest(attr::RULE_EXPRESSIONS, |m| {
-        load_iifname(m);
+        load_meta(m, NFT_META_IIFNAME, NFT_REG_1);
         cmp(m, NFT_CMP_EQ, port);
-        expr(m, "payload", |m| {
-            m.put_be32(attr::PAYLOAD_DREG, NFT_REG_1);
-            m.put_be32(attr::PAYLOAD_BASE, NFT_PAYLOAD_LL_HEADER);
-            m.put_be32(attr::PAYLOAD_OFFSET, ETHER_SADDR_OFFSET);
-            m.put_be32(attr::PAYLOAD_LEN, ETHER_ADDR_LEN);
-        });
+        let (offset, len) = (ETHER_SADDR_OFFSET, ETHER_ADDR_LEN);
+        load_payload(m, NFT_PAYLOAD_LL_HEADER, NFT_REG_1, offset, len);
         cmp(m, NFT_CMP_NEQ, &mac);
         expr(m, "counter", |_| {});
-        expr(m, "immediate", |m| {
-            m.put_be32(attr::IMMEDIATE_DREG, NFT_REG_VERDICT);
-            m.nest(attr::IMMEDIATE_DATA, |m| {
-                m.nest(attr::DATA_VERDICT, |m| {
-                    m.put_be32(attr::VERDICT_CODE, NF_DROP)
-                });
-            });
-        });
+        verdict(m, NF_DROP);
     });
     m.put(attr::RULE_USERDATA, &comment_udata(comment));
 }
 
 fn push_add_element(b: &mut Batch, port: &str, chain: &str) {
-    let key = padded(port);
-    b.push(
-        MsgType::NewSetElem,
-        NLM_F_CREATE,
-        NFPROTO_BRIDGE,
-        format!("adding {port:?} : jump {chain} to map bridge {TABLE} {PORTS_MAP}"),
-        |m| {
-            m.put_str(attr::SET_ELEM_LIST_TABLE, TABLE);
-            m.put_str(attr::SET_ELEM_LIST_SET, PORTS_MAP);
-            m.nest(attr::SET_ELEM_LIST_ELEMENTS, |m| {
-                m.nest(attr::LIST_ELEM, |m| {
-                    put_key(m, &key);
-                    m.nest(attr::SET_ELEM_DATA, |m| {
-                        m.nest(attr::DATA_VERDICT, |m| {
-                            m.put_be32(attr::VERDICT_CODE, NFT_JUMP as u32);
-                            m.put_str(attr::VERDICT_CHAIN, chain);
-                        });
-                    });
-                });
-            });
-        },
-    );
+    let what = format!("adding {port:?} : jump {chain} to map bridge {TABLE} {PORTS_MAP}");
+    T.push_jump_element(b, PORTS_MAP, &padded(port), chain, what);
 }
 
 fn push_delete_element(b: &mut Batch, port: &str) {
-    let key = padded(port);
-    b.push(
-        MsgType::DelSetElem,
-        0,
-        NFPROTO_BRIDGE,
-        format!("deleting {port:?} from map bridge {TABLE} {PORTS_MAP}"),
-        |m| {
-            m.put_str(attr::SET_ELEM_LIST_TABLE, TABLE);
-            m.put_str(attr::SET_ELEM_LIST_SET, PORTS_MAP);
-            m.nest(attr::SET_ELEM_LIST_ELEMENTS, |m| {
-                m.nest(attr::LIST_ELEM, |m| put_key(m, &key));
-            });
-        },
-    );
-}
-
-fn push_flush_chain(b: &mut Batch, table: &str, chain: &str) {
-    b.push(
-        MsgType::DelRule,
-        0,
-        NFPROTO_BRIDGE,
-        format!("flushing chain bridge {table} {chain}"),
-        |m| {
-            m.put_str(attr::RULE_TABLE, table);
-            m.put_str(attr::RULE_CHAIN, chain);
-        },
-    );
-}
-
-/// Deleting a chain deletes its rules; it fails (EBUSY) while anything still jumps to it.
-fn push_delete_chain(b: &mut Batch, table: &str, chain: &str) {
-    b.push(
-        MsgType::DelChain,
-        0,
-        NFPROTO_BRIDGE,
-        format!("deleting chain bridge {table} {chain}"),
-        |m| {
-            m.put_str(attr::CHAIN_TABLE, table);
-            m.put_str(attr::CHAIN_NAME, chain);
-        },
-    );
+    let what = format!("deleting {port:?} from map bridge {TABLE} {PORTS_MAP}");
+    T.push_delete_element(b, PORTS_MAP, &padded(port), what);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -684,17 +495,10 @@ enum Loaded {
 }
 
 fn parse_rule(attrs: Attrs) -> SpoofRule {
-    let mut rule = SpoofRule {
-        handle: attrs.be64(attr::RULE_HANDLE).unwrap_or(0),
-        comment: attrs.find(attr::RULE_USERDATA).and_then(comment_from_udata),
-        ..SpoofRule::default()
-    };
+    let mut rule = SpoofRule::default();
+    (rule.handle, rule.comment) = rule_identity(&attrs);
     let mut loaded: Option<Loaded> = None;
-    let exprs = attrs.nested(attr::RULE_EXPRESSIONS).into_iter().flatten();
-    for (_, elem) in exprs {
-        let elem = Attrs::new(elem);
-        let name = elem.str(attr::EXPR_NAME).unwrap_or_default();
-        let data = elem.nested(attr::EXPR_DATA).unwrap_or(Attrs::new(&[]));
+    for (name, data) in rule_expressions(&attrs) {
         match name {
             "meta" => {
                 loaded = (data.be32(attr::META_KEY) == Some(NFT_META_IIFNAME))
@@ -707,11 +511,7 @@ fn parse_rule(attrs: Attrs) -> SpoofRule {
                 loaded = is_saddr.then_some(Loaded::EtherSaddr);
             }
             "cmp" => {
-                let op = data.be32(attr::CMP_OP);
-                let value = data
-                    .nested(attr::CMP_DATA)
-                    .and_then(|d| d.find(attr::DATA_VALUE))
-                    .unwrap_or_default();
+                let (op, value) = cmp_operands(&data);
                 match (loaded, op) {
                     (Some(Loaded::IifName), Some(NFT_CMP_EQ)) => {
                         rule.iifname = ifname_from_key(value);
@@ -739,8 +539,8 @@ fn parse_rule(attrs: Attrs) -> SpoofRule {
             }
             "counter" => {
                 rule.counter = Some((
-                    data.be64(NFTA_COUNTER_PACKETS).unwrap_or(0),
-                    data.be64(NFTA_COUNTER_BYTES).unwrap_or(0),
+                    data.be64(attr::COUNTER_PACKETS).unwrap_or(0),
+                    data.be64(attr::COUNTER_BYTES).unwrap_or(0),
                 ));
             }
             "immediate" if data.be32(attr::IMMEDIATE_DREG) == Some(NFT_REG_VERDICT) => {
@@ -771,16 +571,10 @@ fn parse_rule(attrs: Attrs) -> SpoofRule {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::nft::wire::{MsgType, Msgs};
+    use crate::nft::wire::encoded;
 
     fn roundtrip(build: impl FnOnce(&mut MsgBuf)) -> SpoofRule {
-        let mut m = MsgBuf::default();
-        let start = m.begin_msg(MsgType::NewRule.nlmsg_type(), 0, 1, NFPROTO_BRIDGE, 0);
-        build(&mut m);
-        m.end_msg(start);
-        let msgs: Vec<_> = Msgs::new(m.bytes()).collect();
-        assert_eq!(msgs.len(), 1);
-        parse_rule(msgs[0].nf_attrs())
+        parse_rule(Attrs::new(&encoded(build)))
     }
 
     const MAC: [u8; 6] = [0x0a, 0x58, 0x0a, 0x01, 0x00, 0x05];

@@ -35,20 +35,21 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
 use crate::error::{Error, Result};
+use crate::masquerade::rule_comment;
 use crate::naming::{instance_hash, network_hash};
 use crate::nft::expr::{
-    addr_bytes, cmp, comment_udata, expr, match_family, match_prefix, subnet_of, Family,
+    addr_bytes, bitwise, cmp, comment_udata, expr, immediate, load_meta, load_payload,
+    match_family, match_prefix, set_meta, subnet_of, vmap, Family,
 };
-use crate::nft::expr::{NFT_CMP_EQ, NFT_CMP_NEQ, NFT_REG_1, NFT_REG_VERDICT};
-use crate::nft::socket::{Batch, NfSocket};
+use crate::nft::objects::{Hook, MapKey, Table};
+use crate::nft::session::{Batch, Session};
 use crate::nft::wire::{
-    attr, MsgBuf, MsgType, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NLM_F_APPEND, NLM_F_CREATE,
+    attr, MsgBuf, NFPROTO_IPV4, NFPROTO_IPV6, NFTA_FIB_F_DADDR, NFT_CMP_EQ, NFT_CMP_NEQ,
+    NFT_FIB_RESULT_ADDRTYPE, NFT_META_L4PROTO, NFT_META_MARK, NFT_NAT_DNAT,
+    NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_00, NFT_REG32_01,
+    NFT_REG_1, NFT_REG_2, NFT_TYPE_PROTO_SERVICE, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING,
+    NF_INET_PRE_ROUTING, NF_IP_PRI_NAT_DST, NF_IP_PRI_NAT_SRC, RTN_LOCAL,
 };
-use crate::nft::{
-    push_delete_chain_in, push_flush_chain_in, push_new_chain_in, push_new_verdict_map,
-    rule_comment,
-};
-use crate::nft::{NFT_JUMP, NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC};
 use crate::Attachment;
 
 /// Our table; `_rs` keeps it apart from the reference's `cni_hostport`.
@@ -58,31 +59,7 @@ pub const MAP: &str = "ports";
 /// Prefix of the per-attachment chains: `pm-<H(network)>-<H(ifname:containerID)>`.
 pub const CHAIN_PREFIX: &str = "pm-";
 
-const NF_INET_PRE_ROUTING: u32 = 0;
-const NF_INET_LOCAL_OUT: u32 = 3;
-const NF_IP_PRI_NAT_DST: i32 = -100;
-/// `inet_proto . inet_service`, so `nft list` prints the key type.
-const NFT_TYPE_PROTO_SERVICE: u32 = (12 << 6) | 13;
-/// The 32-bit registers a concatenation is loaded into.
-const NFT_REG32_00: u32 = 8;
-const NFT_REG32_01: u32 = 9;
-const NFT_REG_2: u32 = 2;
-const NFT_META_MARK: u32 = 3;
-const NFT_META_L4PROTO: u32 = 16;
-const NFTA_META_SREG: u16 = 3;
-const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
-const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
-const NFTA_FIB_DREG: u16 = 1;
-const NFTA_FIB_RESULT: u16 = 2;
-const NFTA_FIB_FLAGS: u16 = 3;
-const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
-const NFTA_FIB_F_DADDR: u32 = 1 << 1;
-const RTN_LOCAL: u32 = 2;
-const NFTA_NAT_TYPE: u16 = 1;
-const NFTA_NAT_FAMILY: u16 = 2;
-const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
-const NFTA_NAT_REG_PROTO_MIN: u16 = 5;
-const NFT_NAT_DNAT: u32 = 1;
+const T: Table<'static> = Table::inet(TABLE);
 
 /// A key of the ports map: protocol and host port.
 type PortKey = (Protocol, u16);
@@ -204,59 +181,18 @@ fn key_from_bytes(b: &[u8]) -> Option<PortKey> {
     ))
 }
 
-fn load_payload(m: &mut MsgBuf, base: u32, dreg: u32, offset: u32, len: u32) {
-    expr(m, "payload", |m| {
-        m.put_be32(attr::PAYLOAD_DREG, dreg);
-        m.put_be32(attr::PAYLOAD_BASE, base);
-        m.put_be32(attr::PAYLOAD_OFFSET, offset);
-        m.put_be32(attr::PAYLOAD_LEN, len);
-    });
-}
-
-fn load_meta(m: &mut MsgBuf, key: u32, dreg: u32) {
-    expr(m, "meta", |m| {
-        m.put_be32(attr::META_DREG, dreg);
-        m.put_be32(attr::META_KEY, key);
-    });
-}
-
-fn bitwise(m: &mut MsgBuf, mask: u32, xor: u32) {
-    expr(m, "bitwise", |m| {
-        m.put_be32(attr::BITWISE_SREG, NFT_REG_1);
-        m.put_be32(attr::BITWISE_DREG, NFT_REG_1);
-        m.put_be32(attr::BITWISE_LEN, 4);
-        m.nest(attr::BITWISE_MASK, |m| {
-            m.put(attr::DATA_VALUE, &mask.to_ne_bytes())
-        });
-        m.nest(attr::BITWISE_XOR, |m| {
-            m.put(attr::DATA_VALUE, &xor.to_ne_bytes())
-        });
-    });
-}
-
-fn immediate(m: &mut MsgBuf, dreg: u32, value: &[u8]) {
-    expr(m, "immediate", |m| {
-        m.put_be32(attr::IMMEDIATE_DREG, dreg);
-        m.nest(attr::IMMEDIATE_DATA, |m| m.put(attr::DATA_VALUE, value));
-    });
-}
-
 /// `fib daddr type local meta l4proto . th dport vmap @ports`
 fn put_dispatch(m: &mut MsgBuf) {
     m.nest(attr::RULE_EXPRESSIONS, |m| {
         expr(m, "fib", |m| {
-            m.put_be32(NFTA_FIB_DREG, NFT_REG_1);
-            m.put_be32(NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
-            m.put_be32(NFTA_FIB_FLAGS, NFTA_FIB_F_DADDR);
+            m.put_be32(attr::FIB_DREG, NFT_REG_1);
+            m.put_be32(attr::FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
+            m.put_be32(attr::FIB_FLAGS, NFTA_FIB_F_DADDR);
         });
         cmp(m, NFT_CMP_EQ, &RTN_LOCAL.to_ne_bytes());
         load_meta(m, NFT_META_L4PROTO, NFT_REG32_00);
         load_payload(m, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_01, 2, 2);
-        expr(m, "lookup", |m| {
-            m.put_str(attr::LOOKUP_SET, MAP);
-            m.put_be32(attr::LOOKUP_SREG, NFT_REG32_00);
-            m.put_be32(attr::LOOKUP_DREG, NFT_REG_VERDICT);
-        });
+        vmap(m, MAP, NFT_REG32_00);
     });
 }
 
@@ -264,7 +200,7 @@ fn put_dispatch(m: &mut MsgBuf) {
 fn put_masquerade(m: &mut MsgBuf, bit: u32) {
     m.nest(attr::RULE_EXPRESSIONS, |m| {
         load_meta(m, NFT_META_MARK, NFT_REG_1);
-        bitwise(m, bit, 0);
+        bitwise(m, &bit.to_ne_bytes(), &0u32.to_ne_bytes());
         cmp(m, NFT_CMP_NEQ, &0u32.to_ne_bytes());
         expr(m, "counter", |_| {});
         expr(m, "masq", |_| {});
@@ -302,11 +238,8 @@ fn put_setmark(m: &mut MsgBuf, map: &PortMapping, source: IpNetwork, bit: u32) {
         put_match(m, map, fam);
         match_prefix(m, fam, fam.saddr_offset(), subnet_of(source), NFT_CMP_EQ);
         load_meta(m, NFT_META_MARK, NFT_REG_1);
-        bitwise(m, !bit, bit);
-        expr(m, "meta", |m| {
-            m.put_be32(attr::META_KEY, NFT_META_MARK);
-            m.put_be32(NFTA_META_SREG, NFT_REG_1);
-        });
+        bitwise(m, &(!bit).to_ne_bytes(), &bit.to_ne_bytes());
+        set_meta(m, NFT_META_MARK, NFT_REG_1);
     });
 }
 
@@ -319,81 +252,50 @@ fn put_dnat(m: &mut MsgBuf, map: &PortMapping, container: IpAddr) {
         immediate(m, NFT_REG_1, &addr_bytes(container));
         immediate(m, NFT_REG_2, &map.container_port.to_be_bytes());
         expr(m, "nat", |m| {
-            m.put_be32(NFTA_NAT_TYPE, NFT_NAT_DNAT);
-            m.put_be32(NFTA_NAT_FAMILY, u32::from(fam.nfproto()));
-            m.put_be32(NFTA_NAT_REG_ADDR_MIN, NFT_REG_1);
-            m.put_be32(NFTA_NAT_REG_PROTO_MIN, NFT_REG_2);
+            m.put_be32(attr::NAT_TYPE, NFT_NAT_DNAT);
+            m.put_be32(attr::NAT_FAMILY, u32::from(fam.nfproto()));
+            m.put_be32(attr::NAT_REG_ADDR_MIN, NFT_REG_1);
+            m.put_be32(attr::NAT_REG_PROTO_MIN, NFT_REG_2);
         });
     });
 }
 
 fn push_rule(b: &mut Batch, chain: &str, what: String, build: impl FnOnce(&mut MsgBuf)) {
-    b.push(
-        MsgType::NewRule,
-        NLM_F_CREATE | NLM_F_APPEND,
-        NFPROTO_INET,
-        what,
-        |m| {
-            m.put_str(attr::RULE_TABLE, TABLE);
-            m.put_str(attr::RULE_CHAIN, chain);
-            build(m);
-        },
-    );
+    T.push_rule(b, chain, what, build);
 }
 
-fn push_element(b: &mut Batch, ty: MsgType, key: PortKey, chain: Option<&str>) {
-    let verb = if chain.is_some() {
-        "adding"
-    } else {
-        "deleting"
-    };
-    b.push(
-        ty,
-        NLM_F_CREATE,
-        NFPROTO_INET,
-        format!(
-            "{verb} {} . {} in map inet {TABLE} {MAP}",
-            key.0.name(),
-            key.1
-        ),
-        |m| {
-            m.put_str(attr::SET_ELEM_LIST_TABLE, TABLE);
-            m.put_str(attr::SET_ELEM_LIST_SET, MAP);
-            m.nest(attr::SET_ELEM_LIST_ELEMENTS, |m| {
-                m.nest(attr::LIST_ELEM, |m| {
-                    m.nest(attr::SET_ELEM_KEY, |m| {
-                        m.put(attr::DATA_VALUE, &element_key(key.0, key.1))
-                    });
-                    if let Some(chain) = chain {
-                        m.nest(attr::SET_ELEM_DATA, |m| {
-                            m.nest(attr::DATA_VERDICT, |m| {
-                                m.put_be32(attr::VERDICT_CODE, NFT_JUMP as u32);
-                                m.put_str(attr::VERDICT_CHAIN, chain);
-                            });
-                        });
-                    }
-                });
-            });
-        },
-    );
+fn element_what(verb: &str, key: PortKey) -> String {
+    format!(
+        "{verb} {} . {} in map inet {TABLE} {MAP}",
+        key.0.name(),
+        key.1
+    )
+}
+
+fn push_add_element(b: &mut Batch, key: PortKey, chain: &str) {
+    let what = element_what("adding", key);
+    T.push_jump_element(b, MAP, &element_key(key.0, key.1), chain, what);
+}
+
+fn push_delete_element(b: &mut Batch, key: PortKey) {
+    let what = element_what("deleting", key);
+    T.push_delete_element(b, MAP, &element_key(key.0, key.1), what);
 }
 
 /// Table, map, the three base chains and their rules; harmless to repeat.
 fn push_skeleton(b: &mut Batch, mark_bit: u32) {
-    b.push(
-        MsgType::NewTable,
-        NLM_F_CREATE,
-        NFPROTO_INET,
-        format!("creating table inet {TABLE}"),
-        |m| m.put_str(attr::TABLE_NAME, TABLE),
-    );
-    push_new_verdict_map(b, NFPROTO_INET, TABLE, MAP, (NFT_TYPE_PROTO_SERVICE, 8), 1);
+    T.push_create(b);
+    let key = MapKey {
+        data_type: NFT_TYPE_PROTO_SERVICE,
+        len: 8,
+        userdata: None,
+    };
+    T.push_new_verdict_map(b, MAP, key, 1);
     for (chain, hook, prio) in [
         ("prerouting", NF_INET_PRE_ROUTING, NF_IP_PRI_NAT_DST),
         ("output", NF_INET_LOCAL_OUT, NF_IP_PRI_NAT_DST),
     ] {
-        push_new_chain_in(b, TABLE, chain, Some((hook, prio)));
-        push_flush_chain_in(b, TABLE, chain);
+        T.push_base_chain(b, chain, Hook::nat(hook, prio));
         push_rule(
             b,
             chain,
@@ -401,13 +303,11 @@ fn push_skeleton(b: &mut Batch, mark_bit: u32) {
             put_dispatch,
         );
     }
-    push_new_chain_in(
+    T.push_base_chain(
         b,
-        TABLE,
         "postrouting",
-        Some((NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC)),
+        Hook::nat(NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC),
     );
-    push_flush_chain_in(b, TABLE, "postrouting");
     push_rule(
         b,
         "postrouting",
@@ -430,16 +330,16 @@ fn skeleton_stamp(mark_bit: u32) -> String {
 /// Whether the skeleton is exactly what [`push_skeleton`] makes for `mark_bit`. Re-declaring an
 /// intact one would replace its rules, which the kernel frees after an RCU grace period that
 /// our socket's close then waits for (~13 ms per ADD, and parallel ADDs queue behind it).
-fn skeleton_intact(sock: &mut NfSocket, mark_bit: u32) -> Result<bool> {
+fn skeleton_intact(sock: &mut Session, mark_bit: u32) -> Result<bool> {
     for chain in ["prerouting", "output"] {
-        let Some(rules) = sock.chain_rules(NFPROTO_INET, TABLE, chain)? else {
+        let Some(rules) = T.chain_rules(sock, chain)? else {
             return Ok(false);
         };
         if rules.len() != 1 || rules[0].lookups != [MAP] {
             return Ok(false);
         }
     }
-    let Some(rules) = sock.chain_rules(NFPROTO_INET, TABLE, "postrouting")? else {
+    let Some(rules) = T.chain_rules(sock, "postrouting")? else {
         return Ok(false);
     };
     let stamp = skeleton_stamp(mark_bit);
@@ -448,28 +348,67 @@ fn skeleton_intact(sock: &mut NfSocket, mark_bit: u32) -> Result<bool> {
         && rules[0].comment.as_deref() == Some(stamp.as_bytes()))
 }
 
-/// Host port mappings in our nftables table.
-pub struct PortmapNft {
-    sock: NfSocket,
+/// One attachment's port mappings: what [`PortMapper::add`] installs and `check` verifies.
+#[derive(Debug, Clone, Copy)]
+pub struct Publish<'a> {
+    pub att: Attachment<'a>,
+    pub mappings: &'a [PortMapping],
+    /// Either family; a mapping with a `host_ip` only goes to addresses of its family.
+    pub container_ips: &'a [IpNetwork],
+    pub opts: SnatOptions,
 }
 
-impl NfSocket {
-    /// Every element of the ports map: (key, chain it jumps to). Empty if the table is absent.
-    fn port_elements(&mut self) -> Result<Vec<(PortKey, Option<String>)>> {
-        self.map_elements(NFPROTO_INET, TABLE, MAP, key_from_bytes)
-    }
+/// Installs, verifies and removes the host port mappings of attachments; one implementation
+/// per [`Backend`](crate::Backend), opened with [`open`].
+pub trait PortMapper {
+    /// Install the attachment's mappings to `container_ips` (either family; a mapping with a
+    /// `host_ip` only goes to addresses of its family). Repeating it rewrites them.
+    fn add(&mut self, p: &Publish) -> Result<()>;
 
-    /// Who owns a chain, from its rules' comment.
-    fn chain_owner(&mut self, chain: &str) -> String {
-        let comment = self
-            .chain_rules(NFPROTO_INET, TABLE, chain)
-            .ok()
-            .flatten()
-            .and_then(|rules| rules.into_iter().find_map(|r| r.comment));
-        match comment {
-            Some(c) => format!("{} (chain {chain})", String::from_utf8_lossy(&c)),
-            None => format!("chain {chain}"),
+    /// Verify the state `add` made; the error names what is missing.
+    fn check(&mut self, p: &Publish) -> Result<()>;
+
+    /// Remove the attachment's mappings; missing state is success.
+    fn del(&mut self, att: &Attachment) -> Result<()>;
+
+    /// Remove the mappings of every attachment of `network` not in `keep`.
+    fn gc(&mut self, network: &str, keep: &[Attachment]) -> Result<()>;
+}
+
+/// Open the port mapper of `backend` in the calling thread's network namespace; `iptables`
+/// holds the options only the iptables backend understands.
+pub fn open<'a>(
+    backend: crate::Backend,
+    iptables: crate::portmap_iptables::IptablesOptions<'a>,
+) -> Result<Box<dyn PortMapper + 'a>> {
+    Ok(match backend {
+        crate::Backend::Nftables => Box::new(PortmapNft::new()?),
+        crate::Backend::Iptables => {
+            Box::new(crate::portmap_iptables::PortmapIptables::new(iptables))
         }
+    })
+}
+
+/// Host port mappings in our nftables table.
+pub struct PortmapNft {
+    sock: Session,
+}
+
+/// Every element of the ports map: (key, chain it jumps to). Empty if the table is absent.
+fn port_elements(sock: &mut Session) -> Result<Vec<(PortKey, Option<String>)>> {
+    T.map_elements(sock, MAP, key_from_bytes)
+}
+
+/// Who owns a chain, from its rules' comment.
+fn chain_owner(sock: &mut Session, chain: &str) -> String {
+    let comment = T
+        .chain_rules(sock, chain)
+        .ok()
+        .flatten()
+        .and_then(|rules| rules.into_iter().find_map(|r| r.comment));
+    match comment {
+        Some(c) => format!("{} (chain {chain})", String::from_utf8_lossy(&c)),
+        None => format!("chain {chain}"),
     }
 }
 
@@ -477,20 +416,35 @@ impl PortmapNft {
     /// Open the backend in the calling thread's network namespace.
     pub fn new() -> Result<Self> {
         Ok(PortmapNft {
-            sock: NfSocket::open()?,
+            sock: Session::open()?,
         })
     }
 
-    /// Install the attachment's mappings to `container_ips` (either family; a mapping with a
-    /// `host_ip` only goes to addresses of its family). Repeating it rewrites the attachment's
-    /// rules. A port owned by another attachment is refused ([`Error::PortConflict`]).
-    pub fn add(
-        &mut self,
-        att: &Attachment,
-        mappings: &[PortMapping],
-        container_ips: &[IpNetwork],
-        opts: SnatOptions,
-    ) -> Result<()> {
+    /// Delete the chains `stale` selects and the map elements jumping to them.
+    fn remove(&mut self, action: &str, stale: impl Fn(&String) -> bool) -> Result<()> {
+        self.sock.transact(action, |sock, genid| {
+            let chains: Vec<String> = T.chains(sock)?.into_iter().filter(|c| stale(c)).collect();
+            if chains.is_empty() {
+                return Ok(None);
+            }
+            let mut b = sock.batch(Some(genid));
+            for (key, target) in port_elements(sock)? {
+                if target.as_ref().is_some_and(|t| chains.contains(t)) {
+                    push_delete_element(&mut b, key);
+                }
+            }
+            for chain in &chains {
+                T.push_delete_chain(&mut b, chain);
+            }
+            Ok(Some(b))
+        })
+    }
+}
+
+impl PortMapper for PortmapNft {
+    /// A port owned by another attachment is refused ([`Error::PortConflict`]).
+    fn add(&mut self, p: &Publish) -> Result<()> {
+        let (att, mappings, container_ips, opts) = (&p.att, p.mappings, p.container_ips, p.opts);
         let chain = attachment_chain(att);
         let comment = rule_comment(att);
         let bit = 1u32 << (opts.mark_bit % 32);
@@ -505,13 +459,13 @@ impl PortmapNft {
         let rules = targets(mappings, container_ips);
         let action = format!("adding port mappings for {att}");
         self.sock.transact(&action, |sock, genid| {
-            let existing = sock.port_elements()?;
+            let existing = port_elements(sock)?;
             for (key, target) in &existing {
                 let Some(target) = target else { continue };
                 if keys.contains(key) && *target != chain {
                     return Err(Error::PortConflict {
                         port: format!("{}/{}", key.0.name(), key.1),
-                        owner: sock.chain_owner(target),
+                        owner: chain_owner(sock, target),
                     });
                 }
             }
@@ -520,12 +474,12 @@ impl PortmapNft {
             if !intact {
                 push_skeleton(&mut b, bit);
             }
-            push_new_chain_in(&mut b, TABLE, &chain, None);
-            push_flush_chain_in(&mut b, TABLE, &chain);
+            T.push_new_chain(&mut b, &chain, None);
+            T.push_flush_chain(&mut b, &chain);
             // Ports this attachment held before and no longer maps.
             for (key, target) in &existing {
                 if target.as_deref() == Some(chain.as_str()) && !keys.contains(key) {
-                    push_element(&mut b, MsgType::DelSetElem, *key, None);
+                    push_delete_element(&mut b, *key);
                 }
             }
             for (map, ip) in &rules {
@@ -566,23 +520,21 @@ impl PortmapNft {
                     .iter()
                     .any(|(k, t)| k == key && t.as_deref() == Some(chain.as_str()))
                 {
-                    push_element(&mut b, MsgType::NewSetElem, *key, Some(&chain));
+                    push_add_element(&mut b, *key, &chain);
                 }
             }
             Ok(Some(b))
         })
     }
 
-    /// Remove the attachment's mappings; missing state is success.
-    pub fn del(&mut self, att: &Attachment) -> Result<()> {
+    fn del(&mut self, att: &Attachment) -> Result<()> {
         let chain = attachment_chain(att);
         self.remove(&format!("removing port mappings for {att}"), |c| {
             *c == chain
         })
     }
 
-    /// Remove the mappings of every attachment of `network` not in `keep`.
-    pub fn gc(&mut self, network: &str, keep: &[Attachment]) -> Result<()> {
+    fn gc(&mut self, network: &str, keep: &[Attachment]) -> Result<()> {
         let prefix = format!("{CHAIN_PREFIX}{}-", network_hash(network));
         let keep: HashSet<String> = keep
             .iter()
@@ -595,62 +547,28 @@ impl PortmapNft {
         )
     }
 
-    /// Delete the chains `stale` selects and the map elements jumping to them.
-    fn remove(&mut self, action: &str, stale: impl Fn(&String) -> bool) -> Result<()> {
-        self.sock.transact(action, |sock, genid| {
-            let action = format!("listing the chains of inet {TABLE}");
-            let chains: Vec<String> = sock
-                .dump(&action, MsgType::GetChain, NFPROTO_INET, |m| {
-                    m.put_str(attr::CHAIN_TABLE, TABLE);
-                })?
-                .iter()
-                .map(|r| crate::nft::wire::Attrs::new(r))
-                .filter(|a| a.str(attr::CHAIN_TABLE) == Some(TABLE))
-                .filter_map(|a| a.str(attr::CHAIN_NAME).map(str::to_string))
-                .filter(|c| stale(c))
-                .collect();
-            if chains.is_empty() {
-                return Ok(None);
-            }
-            let mut b = sock.batch(Some(genid));
-            for (key, target) in sock.port_elements()? {
-                if target.as_ref().is_some_and(|t| chains.contains(t)) {
-                    push_element(&mut b, MsgType::DelSetElem, key, None);
-                }
-            }
-            for chain in &chains {
-                push_delete_chain_in(&mut b, TABLE, chain);
-            }
-            Ok(Some(b))
-        })
-    }
-
     /// Verify the state `add` made: every port points at the attachment's chain, which holds
     /// one DNAT rule per mapping and container address.
-    pub fn check(
-        &mut self,
-        att: &Attachment,
-        mappings: &[PortMapping],
-        container_ips: &[IpNetwork],
-    ) -> Result<()> {
+    fn check(&mut self, p: &Publish) -> Result<()> {
+        let (att, mappings, container_ips) = (&p.att, p.mappings, p.container_ips);
         let chain = attachment_chain(att);
         let missing = |what: String| Error::PortmapMissing {
             attachment: att.to_string(),
             what,
         };
-        let rules = self
-            .sock
-            .chain_rules(NFPROTO_INET, TABLE, &chain)?
+        let sock = &mut self.sock;
+        let rules = T
+            .chain_rules(sock, &chain)?
             .ok_or_else(|| missing(format!("chain inet {TABLE} {chain} does not exist")))?;
         for dispatch in ["prerouting", "output"] {
-            let base = self.sock.chain_rules(NFPROTO_INET, TABLE, dispatch)?;
+            let base = T.chain_rules(sock, dispatch)?;
             if !base.is_some_and(|r| r.iter().any(|r| r.lookups.iter().any(|l| l == MAP))) {
                 return Err(missing(format!(
                     "chain inet {TABLE} {dispatch} does not look up map {MAP}"
                 )));
             }
         }
-        let elements = self.sock.port_elements()?;
+        let elements = port_elements(sock)?;
         for m in mappings {
             let key = (m.protocol, m.host_port);
             match elements.iter().find(|(k, _)| *k == key) {

@@ -26,7 +26,10 @@ use crate::iptables::{
 };
 use crate::naming::go_quote;
 use crate::nft::expr::subnet_of;
-use crate::portmap::{reference_dnat_chain, PortMapping, Protocol, SnatOptions};
+use crate::portmap::{
+    reference_dnat_chain, remove_reference_state, PortMapper, PortMapping, Protocol, Publish,
+    SnatOptions,
+};
 use crate::Attachment;
 
 pub const DNAT_CHAIN: &str = "CNI-HOSTPORT-DNAT";
@@ -165,13 +168,8 @@ fn address_of(fam: IpFamily, container_ips: &[IpNetwork]) -> Option<IpNetwork> {
 }
 
 /// Install the attachment's mappings with reference-shaped iptables rules.
-pub fn add(
-    att: &Attachment,
-    mappings: &[PortMapping],
-    container_ips: &[IpNetwork],
-    opts: SnatOptions,
-    extra: IptablesOptions,
-) -> Result<()> {
+fn add(p: &Publish, extra: IptablesOptions) -> Result<()> {
+    let (att, mappings, container_ips, opts) = (&p.att, p.mappings, p.container_ips, p.opts);
     let chain = reference_dnat_chain(att.network, att.container_id);
     let bit = 1u32 << (opts.mark_bit % 32);
     let action = format!("adding iptables port mappings for {att}");
@@ -250,13 +248,8 @@ fn has_jump(listing: &[String], jump: &str, conditions: &[String]) -> bool {
 }
 
 /// Verify the rules `add` made are all there.
-pub fn check(
-    att: &Attachment,
-    mappings: &[PortMapping],
-    container_ips: &[IpNetwork],
-    opts: SnatOptions,
-    extra: IptablesOptions,
-) -> Result<()> {
+fn check(p: &Publish, extra: IptablesOptions) -> Result<()> {
+    let (att, mappings, container_ips, opts) = (&p.att, p.mappings, p.container_ips, p.opts);
     let action = format!("checking iptables port mappings for {att}");
     for fam in [IpFamily::V4, IpFamily::V6] {
         let Some(container) = address_of(fam, container_ips) else {
@@ -317,6 +310,36 @@ pub fn gc(network: &str, keep: &[Attachment]) -> Result<()> {
             .flat_map(|chain| delete_everywhere(DNAT_CHAIN, chain, &action))
             .collect(),
     )
+}
+
+/// Port mappings with reference-shaped iptables rules, as a [`PortMapper`].
+pub struct PortmapIptables<'a> {
+    extra: IptablesOptions<'a>,
+}
+
+impl<'a> PortmapIptables<'a> {
+    pub fn new(extra: IptablesOptions<'a>) -> Self {
+        PortmapIptables { extra }
+    }
+}
+
+impl PortMapper for PortmapIptables<'_> {
+    fn add(&mut self, p: &Publish) -> Result<()> {
+        add(p, self.extra)
+    }
+
+    fn check(&mut self, p: &Publish) -> Result<()> {
+        check(p, self.extra)
+    }
+
+    /// The chain is the reference's, so removing the reference's state removes ours.
+    fn del(&mut self, att: &Attachment) -> Result<()> {
+        remove_reference_state(att.network, att.container_id)
+    }
+
+    fn gc(&mut self, network: &str, keep: &[Attachment]) -> Result<()> {
+        gc(network, keep)
+    }
 }
 
 #[cfg(test)]

@@ -14,9 +14,9 @@ use std::collections::HashSet;
 use crate::error::{Error, Result};
 use crate::iptables::{self, flavors_holding, IpFamily};
 use crate::naming::{instance_hash, network_hash, reference_nft_comment};
-use crate::nft::socket::{Batch, NfSocket};
-use crate::nft::wire::{attr, MsgType, NFPROTO_INET};
-use crate::nft::ObservedRule;
+use crate::nft::objects::Table;
+use crate::nft::session::Session;
+use crate::nft::wire::NFPROTO_INET;
 use crate::Attachment;
 
 /// The reference's nftables table (family inet).
@@ -36,7 +36,7 @@ pub fn remove_reference_state(att: &Attachment) -> Result<()> {
     {
         errors.push(e);
     }
-    Error::collect(errors)
+    Error::all(errors)
 }
 
 /// Remove the reference's state for `network` except that of the attachments in `keep`.
@@ -73,7 +73,7 @@ pub fn gc_reference_state(network: &str, keep: &[Attachment]) -> Result<()> {
     }) {
         errors.push(e);
     }
-    Error::collect(errors)
+    Error::all(errors)
 }
 
 /// Delete the rules of the reference's `masq_checks` chain whose comment `doomed` selects.
@@ -96,45 +96,27 @@ pub(crate) fn delete_commented_rules(
     chains: &[&str],
     doomed: impl Fn(&[u8]) -> bool,
 ) -> Result<()> {
-    let mut sock = NfSocket::open()?;
-    let table_exists = sock
-        .get(action, MsgType::GetTable, family, |m| {
-            m.put_str(attr::TABLE_NAME, table)
-        })?
-        .is_some();
-    if !table_exists {
+    let table = Table {
+        family,
+        name: table,
+    };
+    let mut sock = Session::open()?;
+    if !table.exists(&mut sock)? {
         return Ok(());
     }
     sock.transact(action, |sock, genid| {
         let mut batch = sock.batch(Some(genid));
         for chain in chains {
-            let Some(rules) = sock.chain_rules(family, table, chain)? else {
+            let Some(rules) = table.chain_rules(sock, chain)? else {
                 continue;
             };
             for rule in rules
                 .iter()
                 .filter(|r| r.comment.as_deref().is_some_and(&doomed))
             {
-                push_delete_rule(&mut batch, family, table, chain, rule);
+                table.push_delete_rule(&mut batch, chain, rule.handle);
             }
         }
         Ok((!batch.is_empty()).then_some(batch))
     })
-}
-
-fn push_delete_rule(batch: &mut Batch, family: u8, table: &str, chain: &str, rule: &ObservedRule) {
-    batch.push(
-        MsgType::DelRule,
-        0,
-        family,
-        format!(
-            "deleting rule handle {} of chain {table} {chain}",
-            rule.handle
-        ),
-        |m| {
-            m.put_str(attr::RULE_TABLE, table);
-            m.put_str(attr::RULE_CHAIN, chain);
-            m.put_be64(attr::RULE_HANDLE, rule.handle);
-        },
-    );
 }

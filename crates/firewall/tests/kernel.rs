@@ -15,24 +15,9 @@ mod common;
 use common::*;
 
 fn map_elements(map: &str) -> Vec<String> {
-    let Some(set) = objects(None, "map", "cni_masquerade_rs")
+    map_jumps(None, "cni_masquerade_rs", map)
         .into_iter()
-        .find(|m| m["name"] == map)
-    else {
-        return Vec::new();
-    };
-    set["elem"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|e| {
-            format!(
-                "{} : {}",
-                e[0],
-                e[1]["jump"]["target"].as_str().unwrap_or("?")
-            )
-        })
+        .map(|(key, target)| format!("{key} : {target}"))
         .collect()
 }
 
@@ -56,7 +41,7 @@ fn att<'a>(network: &'a str, container_id: &'a str, ifname: &'a str) -> Attachme
 }
 
 fn our_chain(a: &Attachment) -> String {
-    firewall::nft::attachment_chain(a)
+    firewall::masquerade::attachment_chain(a)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -368,11 +353,8 @@ fn nft_gc_keeps_only_listed_attachments_of_the_network() {
 fn nft_add_and_del_cost_stays_flat() {
     in_netns("nft_add_and_del_cost_stays_flat", || {
         // MASQ_BENCH_PODS raises the pod count for a manual measurement.
-        let n: u32 = std::env::var("MASQ_BENCH_PODS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(300);
-        let ids: Vec<String> = (0..n).map(|i| format!("pod{i}")).collect();
+        let ids = bench_pod_ids("MASQ_BENCH_PODS");
+        let n = ids.len();
         let mut nft = NftablesBackend::new().unwrap();
         let mut add_us = Vec::new();
         for (i, id) in ids.iter().enumerate() {
@@ -387,17 +369,12 @@ fn nft_add_and_del_cost_stays_flat() {
             nft.del(&att("bench", id, "eth0")).unwrap();
             del_us.push(t.elapsed().as_micros());
         }
-        let median = |v: &mut Vec<u128>| {
-            v.sort_unstable();
-            v[v.len() / 2]
-        };
-        let (first, last) = (add_us[..50].to_vec(), add_us[add_us.len() - 50..].to_vec());
         eprintln!(
             "nftables backend, {n} pods: add p50 {} us (first 50: {} us, last 50: {} us), del p50 {} us",
-            median(&mut add_us.clone()),
-            median(&mut first.clone()),
-            median(&mut last.clone()),
-            median(&mut del_us)
+            median(&add_us),
+            median(&add_us[..50]),
+            median(&add_us[n - 50..]),
+            median(&del_us)
         );
         assert!(chain_names(None, "cni_masquerade_rs") == vec!["postrouting".to_string()]);
     });
@@ -532,61 +509,18 @@ fn make_reference_iptables_rules() {
         ("ip6tables", "fd00:88::2", "fd00:88::2/64", "ff00::/8"),
     ] {
         run(prog, &["-w", "-t", "nat", "-N", chain]);
-        run(
-            prog,
-            &[
-                "-w",
-                "-t",
-                "nat",
-                "-A",
-                chain,
-                "-d",
-                subnet,
-                "-j",
-                "ACCEPT",
-                "-m",
-                "comment",
-                "--comment",
-                comment,
-            ],
-        );
-        run(
-            prog,
-            &[
-                "-w",
-                "-t",
-                "nat",
-                "-A",
-                chain,
-                "!",
-                "-d",
-                mcast,
-                "-j",
-                "MASQUERADE",
-                "-m",
-                "comment",
-                "--comment",
-                comment,
-            ],
-        );
-        run(
-            prog,
-            &[
-                "-w",
-                "-t",
-                "nat",
-                "-A",
-                "POSTROUTING",
-                "-s",
-                ip,
-                "-j",
-                chain,
-                "-m",
-                "comment",
-                "--comment",
-                comment,
-            ],
-        );
+        // Rule by rule, as go-iptables appends them: (chain, match arguments, target).
+        let rules: [(&str, &[&str], &str); 3] = [
+            (chain, &["-d", subnet], "ACCEPT"),
+            (chain, &["!", "-d", mcast], "MASQUERADE"),
+            ("POSTROUTING", &["-s", ip], chain),
+        ];
+        for (from, matches, target) in rules {
+            let mut args = vec!["-w", "-t", "nat", "-A", from];
+            args.extend_from_slice(matches);
+            args.extend(["-j", target, "-m", "comment", "--comment", comment]);
+            run(prog, &args);
+        }
     }
 }
 
@@ -621,11 +555,7 @@ fn sha512_16(s: &str) -> String {
 }
 
 fn reference_rule_comments() -> Vec<String> {
-    objects(None, "rule", "cni_plugins_masquerade")
-        .iter()
-        .filter(|r| r["chain"] == "masq_checks")
-        .map(|r| r["comment"].as_str().unwrap_or_default().to_string())
-        .collect()
+    rule_comments(None, "cni_plugins_masquerade", "masq_checks")
 }
 
 #[test]
@@ -737,11 +667,19 @@ fn reference_bridge_rules_match_ours_and_are_removed_by_our_cleanup() {
 }
 
 #[test]
-fn detect_default_prefers_nftables_when_the_kernel_has_it() {
+fn default_backend_is_iptables_where_iptables_is_usable() {
     in_netns(
-        "detect_default_prefers_nftables_when_the_kernel_has_it",
+        "default_backend_is_iptables_where_iptables_is_usable",
         || {
-            assert_eq!(firewall::detect_default(), firewall::BackendKind::Nftables);
+            assert!(firewall::nftables_usable());
+            assert!(
+                firewall::iptables_usable(),
+                "this host has iptables on PATH"
+            );
+            assert_eq!(
+                firewall::Backend::resolve(None),
+                firewall::Backend::Iptables
+            );
             // Detection creates nothing.
             assert!(ruleset_json().iter().all(|o| o.get("table").is_none()));
         },

@@ -13,24 +13,9 @@ use common::*;
 
 /// `"<port>" : <chain>` for each element of our ports map, sorted.
 fn port_elements() -> Vec<String> {
-    let Some(map) = objects(Some("bridge"), "map", macspoof::TABLE)
+    let mut out: Vec<String> = map_jumps(Some("bridge"), macspoof::TABLE, macspoof::PORTS_MAP)
         .into_iter()
-        .find(|m| m["name"] == macspoof::PORTS_MAP)
-    else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = map["elem"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|e| {
-            format!(
-                "{} : {}",
-                e[0].as_str().unwrap_or("?"),
-                e[1]["jump"]["target"].as_str().unwrap_or("?")
-            )
-        })
+        .map(|(key, target)| format!("{} : {target}", key.as_str().unwrap_or("?")))
         .collect();
     out.sort();
     out
@@ -255,11 +240,8 @@ fn concurrent_writers_lose_nothing() {
 fn add_and_del_cost_stays_flat() {
     in_netns("add_and_del_cost_stays_flat", || {
         // MACSPOOF_BENCH_PODS raises the pod count for a manual measurement.
-        let n: usize = std::env::var("MACSPOOF_BENCH_PODS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(300);
-        let ids: Vec<String> = (0..n).map(|i| format!("pod{i}")).collect();
+        let ids = bench_pod_ids("MACSPOOF_BENCH_PODS");
+        let n = ids.len();
         let mut add_us = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             let t = Instant::now();
@@ -280,11 +262,6 @@ fn add_and_del_cost_stays_flat() {
             macspoof::del("absent", "eth0").unwrap();
         }
         let absent_us = t.elapsed().as_micros() / 20;
-        let median = |v: &[u128]| {
-            let mut v = v.to_vec();
-            v.sort_unstable();
-            v[v.len() / 2]
-        };
         eprintln!(
             "macspoof, {n} pods: add p50 {} us (first 50: {} us, last 50: {} us), check {} us, \
              del p50 {} us (first 50: {} us, last 50: {} us), del of absent state {} us",
@@ -330,11 +307,7 @@ fn reference_script() -> String {
 }
 
 fn reference_prerouting_comments() -> Vec<String> {
-    objects(Some("bridge"), "rule", "nat")
-        .iter()
-        .filter(|r| r["chain"] == "PREROUTING")
-        .map(|r| r["comment"].as_str().unwrap_or_default().to_string())
-        .collect()
+    rule_comments(Some("bridge"), "nat", "PREROUTING")
 }
 
 #[test]

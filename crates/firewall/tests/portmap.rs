@@ -1,12 +1,28 @@
 //! Kernel tests of `firewall::portmap`'s nftables table, each in a fresh network namespace.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use firewall::portmap::{PortMapping, PortmapNft, Protocol, SnatOptions, TABLE};
+use firewall::portmap::{
+    PortMapper, PortMapping, PortmapNft, Protocol, Publish, SnatOptions, TABLE,
+};
 use firewall::Attachment;
 use ipnetwork::IpNetwork;
 
 mod common;
 use common::*;
+
+fn publish<'a>(
+    att: Attachment<'a>,
+    mappings: &'a [PortMapping],
+    container_ips: &'a [IpNetwork],
+    opts: SnatOptions,
+) -> Publish<'a> {
+    Publish {
+        att,
+        mappings,
+        container_ips,
+        opts,
+    }
+}
 
 fn mapping(host_port: u16) -> Vec<PortMapping> {
     vec![PortMapping {
@@ -48,19 +64,34 @@ fn add_keeps_an_intact_skeleton_and_repairs_or_rebuilds_it() {
             ifname: "eth0",
         };
         let mut nft = PortmapNft::new().unwrap();
-        nft.add(&att("a"), &mapping(8001), &ips("10.9.0.2/24"), opts(13))
-            .unwrap();
+        nft.add(&publish(
+            att("a"),
+            &mapping(8001),
+            &ips("10.9.0.2/24"),
+            opts(13),
+        ))
+        .unwrap();
         let handles = base_rule_handles();
         assert_eq!(handles.len(), 3, "{}", ruleset_text());
 
         // Intact: a second attachment's ADD leaves the base rules alone (same handles).
-        nft.add(&att("b"), &mapping(8002), &ips("10.9.0.3/24"), opts(13))
-            .unwrap();
+        nft.add(&publish(
+            att("b"),
+            &mapping(8002),
+            &ips("10.9.0.3/24"),
+            opts(13),
+        ))
+        .unwrap();
         assert_eq!(base_rule_handles(), handles);
 
         // Another mark bit: the masquerade rule must follow it, so the skeleton is rebuilt.
-        nft.add(&att("c"), &mapping(8003), &ips("10.9.0.4/24"), opts(5))
-            .unwrap();
+        nft.add(&publish(
+            att("c"),
+            &mapping(8003),
+            &ips("10.9.0.4/24"),
+            opts(5),
+        ))
+        .unwrap();
         let text = ruleset_text();
         assert!(
             text.contains("meta mark & 0x00000020 != 0x00000000"),
@@ -77,11 +108,17 @@ fn add_keeps_an_intact_skeleton_and_repairs_or_rebuilds_it() {
             "delete rule inet {TABLE} output handle {}\n",
             output.1
         ));
-        nft.add(&att("d"), &mapping(8004), &ips("10.9.0.5/24"), opts(5))
-            .unwrap();
+        nft.add(&publish(
+            att("d"),
+            &mapping(8004),
+            &ips("10.9.0.5/24"),
+            opts(5),
+        ))
+        .unwrap();
         assert_eq!(base_rule_handles().len(), 3, "{}", ruleset_text());
         for (id, port, ip) in [("a", 8001, "10.9.0.2/24"), ("d", 8004, "10.9.0.5/24")] {
-            nft.check(&att(id), &mapping(port), &ips(ip)).unwrap();
+            nft.check(&publish(att(id), &mapping(port), &ips(ip), opts(5)))
+                .unwrap();
         }
     });
 }

@@ -25,6 +25,7 @@ pub use bridge::{BridgePortChange, BridgeSpec, BridgeVlan, VlanTarget};
 pub use conntrack::{Conntrack, CtEntry, CtTuple};
 pub use error::{Error, Failure, Result};
 pub use link::{validate_ifname, AddrGenMode, BridgePort, Link, MacAddr, MacParseError};
+pub use netlink::{NetlinkSocket, RawMessage};
 pub use netns::{run_in_netns, Netns};
 pub use route::{Route, Scope, TABLE_MAIN};
 pub use rtnl::RouteSocket;

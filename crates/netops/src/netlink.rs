@@ -5,7 +5,8 @@
 //! changes (`NLM_F_DUMP_INTR`) are retried, as the Go reference does, because a half-consistent
 //! list of links or routes is worse than a few microseconds more.
 //!
-//! The same type carries `NETLINK_NETFILTER` batches through [`NetlinkSocket::send_batch`].
+//! The same type carries `NETLINK_NETFILTER` messages: [`RawMessage`] for requests and dumps
+//! whose payload the caller encodes itself, [`NetlinkSocket::send_batch`] for transactions.
 
 use std::io;
 
@@ -40,6 +41,43 @@ pub struct NetlinkSocket {
     recv_buf: Vec<u8>,
 }
 
+/// A netlink message whose payload (everything after the netlink header) the caller encodes
+/// and decodes: nf_tables and other families without a typed crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    /// `nlmsg_type` (for nfnetlink: subsystem << 8 | message).
+    pub message_type: u16,
+    /// The bytes after the netlink header.
+    pub payload: Vec<u8>,
+}
+
+impl NetlinkSerializable for RawMessage {
+    fn message_type(&self) -> u16 {
+        self.message_type
+    }
+
+    fn buffer_len(&self) -> usize {
+        self.payload.len()
+    }
+
+    fn serialize(&self, buffer: &mut [u8]) {
+        if let Some(dst) = buffer.get_mut(..self.payload.len()) {
+            dst.copy_from_slice(&self.payload);
+        }
+    }
+}
+
+impl NetlinkDeserializable for RawMessage {
+    type Error = std::convert::Infallible;
+
+    fn deserialize(header: &NetlinkHeader, payload: &[u8]) -> Result<Self, Self::Error> {
+        Ok(RawMessage {
+            message_type: header.message_type,
+            payload: payload.to_vec(),
+        })
+    }
+}
+
 /// One parsed message header plus its payload bytes.
 struct Frame<'a> {
     header: NetlinkHeader,
@@ -66,6 +104,17 @@ impl NetlinkSocket {
             send_buf: Vec::with_capacity(4096),
             recv_buf: Vec::with_capacity(RECV_BUF),
         })
+    }
+
+    /// Fail a receive that waits longer than `timeout` (`EAGAIN`) instead of blocking forever:
+    /// a guard against a kernel that never answers.
+    pub fn set_receive_timeout(&self, timeout: std::time::Duration) -> io::Result<()> {
+        use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
+        let tv = nix::sys::time::TimeVal::from(libc::timeval {
+            tv_sec: timeout.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+            tv_usec: timeout.subsec_micros().into(),
+        });
+        setsockopt(&self.sock, ReceiveTimeout, &tv).map_err(io::Error::from)
     }
 
     /// Returns a fresh sequence number (for callers that build raw messages).
@@ -113,34 +162,50 @@ impl NetlinkSocket {
         }
     }
 
-    /// Sends pre-encoded messages in one datagram and waits for an ACK for each sequence in `acks`.
+    /// Sends pre-encoded messages in one datagram and waits for their outcome.
     ///
     /// Meant for `NETLINK_NETFILTER` batches: the caller encodes BEGIN/…/END itself, using
     /// [`next_seq`](Self::next_seq), and lists the sequence numbers that carry `NLM_F_ACK`.
-    /// The first NACK is returned together with its sequence number (0 for socket-level errors);
-    /// the remaining replies are still drained so the socket stays usable.
+    /// Waiting ends when all of them are acknowledged or at the first NACK (a batch refused as a
+    /// whole, e.g. a stale generation, answers only its BEGIN); replies already queued are then
+    /// drained so the socket stays usable. Only replies to the datagram's own messages count.
+    /// The first NACK is returned with its sequence number (0 for socket-level errors).
     pub fn send_batch(&mut self, datagram: &[u8], acks: &[u32]) -> Result<(), (u32, Failure)> {
+        let mut ours = Vec::new();
+        for_each_frame(datagram, |frame| {
+            ours.push(frame.header.sequence_number);
+            Ok(())
+        })
+        .map_err(|e| (0, e))?;
         self.sock
             .send(datagram, 0)
             .map_err(|e| (0, Failure::Io(e)))?;
         let mut pending: Vec<u32> = acks.to_vec();
         let mut first_err: Option<(u32, Failure)> = None;
-        while !pending.is_empty() {
-            self.recv_datagram().map_err(|e| (0, e))?;
+        loop {
+            let settled = pending.is_empty() || first_err.is_some();
+            if settled {
+                match self.recv_datagram_flags(libc::MSG_DONTWAIT) {
+                    Ok(()) => {}
+                    Err(Failure::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err((0, e)),
+                }
+            } else {
+                self.recv_datagram().map_err(|e| (0, e))?;
+            }
             let buf = std::mem::take(&mut self.recv_buf);
             let res = for_each_frame(&buf, |frame| {
-                if frame.header.port_number != self.port && frame.header.port_number != 0 {
+                let seq = frame.header.sequence_number;
+                if (frame.header.port_number != self.port && frame.header.port_number != 0)
+                    || frame.header.message_type != NLMSG_ERROR
+                    || !ours.contains(&seq)
+                {
                     return Ok(());
                 }
-                let seq = frame.header.sequence_number;
-                if frame.header.message_type == NLMSG_ERROR {
-                    if let Some(pos) = pending.iter().position(|s| *s == seq) {
-                        pending.swap_remove(pos);
-                    }
-                    if let Some((errno, detail)) = parse_error(&frame)? {
-                        if first_err.is_none() {
-                            first_err = Some((seq, Failure::Errno(errno, detail)));
-                        }
+                pending.retain(|s| *s != seq);
+                if let Some((errno, detail)) = parse_error(&frame)? {
+                    if first_err.is_none() {
+                        first_err = Some((seq, Failure::Errno(errno, detail)));
                     }
                 }
                 Ok(())
@@ -172,9 +237,13 @@ impl NetlinkSocket {
     }
 
     fn recv_datagram(&mut self) -> Result<(), Failure> {
+        self.recv_datagram_flags(0)
+    }
+
+    fn recv_datagram_flags(&mut self, flags: libc::c_int) -> Result<(), Failure> {
         loop {
             self.recv_buf.clear();
-            match self.sock.recv(&mut self.recv_buf, libc::MSG_TRUNC) {
+            match self.sock.recv(&mut self.recv_buf, libc::MSG_TRUNC | flags) {
                 Ok(n) if n > self.recv_buf.capacity() => {
                     return Err(Failure::Decode(format!(
                         "netlink datagram of {n} bytes exceeds the {RECV_BUF}-byte buffer"

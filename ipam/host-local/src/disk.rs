@@ -70,25 +70,15 @@ fn lease_ip(name: &str) -> Option<IpAddr> {
 /// Gives an `O_TMPFILE` inode the name `dest` (fails with `AlreadyExists` if taken).
 fn link_unnamed(file: &File, dest: &Path) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
-        .map_err(std::io::Error::other)?;
-    let to = std::ffi::CString::new(dest.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    // SAFETY: both are valid NUL-terminated paths that outlive the call.
-    let rc = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    let from = std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    nix::unistd::linkat(
+        None,
+        from.as_path(),
+        None,
+        dest,
+        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .map_err(std::io::Error::from)
 }
 
 /// Opens a regular file for reading; a symlink or special file (a planted FIFO would block the

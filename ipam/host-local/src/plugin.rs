@@ -274,13 +274,8 @@ impl Plugin for HostLocal {
             )
         };
         std::fs::create_dir_all(&dir).map_err(|e| unusable(e.to_string()))?;
-        let writable = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-            // SAFETY: access(2) only reads the NUL-terminated path it is given.
-            .map(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
-            .unwrap_or(false);
-        if !writable {
-            return Err(unusable(std::io::Error::last_os_error().to_string()));
-        }
+        nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK)
+            .map_err(|e| unusable(std::io::Error::from(e).to_string()))?;
         // STATUS never waits: a lock held by another command is obtainable once that command
         // ends (and that command releases the leases of earlier boots). A free lock is taken,
         // so the first STATUS of a boot does that release.

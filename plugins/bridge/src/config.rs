@@ -8,17 +8,11 @@ use cni_protocol::args::CniArgs;
 use cni_protocol::gojson::{any, field, Node, NETCONF_FIELDS};
 use cni_protocol::result::Dns;
 use cni_protocol::{CniError, NetConf};
+use firewall::Backend;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 
 pub const DEFAULT_BRIDGE: &str = "cni0";
-
-/// Which masquerade implementation `ipMasq` uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MasqBackend {
-    Nftables,
-    Iptables,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BridgeConf {
@@ -28,8 +22,8 @@ pub struct BridgeConf {
     pub is_default_gateway: bool,
     pub force_address: bool,
     pub ip_masq: bool,
-    /// `None`: pick the default for this kernel.
-    pub ip_masq_backend: Option<MasqBackend>,
+    /// `None`: the reference's default ([`firewall::Backend::resolve`]).
+    pub ip_masq_backend: Option<Backend>,
     pub mtu: Option<u32>,
     pub hairpin: bool,
     pub promisc: bool,
@@ -267,8 +261,7 @@ impl BridgeConf {
 
         let ip_masq_backend = match keys.string("ipMasqBackend")? {
             None => None,
-            Some("nftables") => Some(MasqBackend::Nftables),
-            Some("iptables") => Some(MasqBackend::Iptables),
+            Some(name) if Backend::from_name(name).is_some() => Backend::from_name(name),
             Some(other) => {
                 return Err(CniError::invalid_config(format!(
                     "unknown ipmasq backend {other:?}"

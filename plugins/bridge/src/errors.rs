@@ -8,6 +8,6 @@ pub fn kernel(e: netops::Error) -> CniError {
     CniError::internal(e.to_string())
 }
 
-pub fn firewall(e: firewall::Error) -> CniError {
+pub fn from_firewall(e: firewall::Error) -> CniError {
     CniError::internal(e.to_string())
 }

@@ -1,6 +1,6 @@
 //! `macspoofchk`: frames from the pod's port must carry the pod's MAC.
 
-use crate::errors::firewall;
+use crate::errors::from_firewall;
 use crate::errors::kernel;
 use cni_protocol::CniError;
 use netops::RouteSocket;
@@ -11,11 +11,11 @@ pub fn add(
     host_veth: &str,
     mac: [u8; 6],
 ) -> Result<(), CniError> {
-    firewall::macspoof::add(container_id, ifname, host_veth, mac).map_err(firewall)
+    firewall::macspoof::add(container_id, ifname, host_veth, mac).map_err(from_firewall)
 }
 
 pub fn del(container_id: &str, ifname: &str) -> Result<(), CniError> {
-    firewall::macspoof::del(container_id, ifname).map_err(firewall)
+    firewall::macspoof::del(container_id, ifname).map_err(from_firewall)
 }
 
 pub fn check(
@@ -24,7 +24,7 @@ pub fn check(
     host_veth: &str,
     mac: [u8; 6],
 ) -> Result<(), CniError> {
-    firewall::macspoof::check(container_id, ifname, host_veth, mac).map_err(firewall)
+    firewall::macspoof::check(container_id, ifname, host_veth, mac).map_err(from_firewall)
 }
 
 /// Removes the checks of attachments not in `keep` on ports of `bridge` or on ports that no
@@ -36,5 +36,5 @@ pub fn gc(host: &mut RouteSocket, bridge: &str, keep: &[(&str, &str)]) -> Result
         None => true,
         Some(link) => bridge_index.is_some() && link.master == bridge_index,
     };
-    firewall::macspoof::gc(keep, &owned).map_err(firewall)
+    firewall::macspoof::gc(keep, &owned).map_err(from_firewall)
 }

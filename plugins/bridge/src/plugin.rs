@@ -26,7 +26,6 @@ enum Undo {
 
 struct Rollback<'a> {
     req: &'a Request,
-    conf: &'a BridgeConf,
     steps: Vec<Undo>,
 }
 
@@ -39,7 +38,7 @@ impl Rollback<'_> {
                 Undo::IpamLease(plugin) => {
                     delegate::delegate(plugin, Command::Del, &self.req.invocation, &self.req.stdin)
                 }
-                Undo::Masquerade => masq::del(self.conf, &attachment),
+                Undo::Masquerade => masq::del(&attachment),
                 Undo::MacSpoofCheck => macspoof::del(
                     &self.req.invocation.container_id,
                     &self.req.invocation.ifname,
@@ -339,12 +338,7 @@ impl Plugin for Bridge {
         let mut undo = Vec::new();
         let outcome = self.add_steps(req, &conf, &mut host, &mut undo);
         if outcome.is_err() {
-            Rollback {
-                req,
-                conf: &conf,
-                steps: undo,
-            }
-            .run(&mut host);
+            Rollback { req, steps: undo }.run(&mut host);
         }
         outcome
     }
@@ -358,7 +352,7 @@ impl Plugin for Bridge {
         // the kernel's deferred free of the removed rules then overlaps the veth deletion.
         let mut masq_backend = None;
         if conf.ip_masq {
-            let (result, backend) = masq::del_keep_open(&conf, &attachment(req));
+            let (result, backend) = masq::del_keep_open(&attachment(req));
             masq_backend = backend;
             if let Err(e) = result {
                 failures.push(e);

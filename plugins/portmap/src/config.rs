@@ -8,20 +8,15 @@ use firewall::portmap::{PortMapping, Protocol};
 use serde_json::{Map, Value};
 use std::net::IpAddr;
 
-/// `backend`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Nftables,
-    Iptables,
-}
+/// `backend` (the firewall crate's one backend kind).
+pub use firewall::Backend;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PortmapConf {
     pub snat: bool,
     pub mark_masq_bit: u8,
     pub external_set_mark_chain: Option<String>,
-    /// `None`: pick the default for this kernel (iptables when the iptables-only options below
-    /// are set).
+    /// `None`: the reference's default (iptables when the iptables-only options below are set).
     pub backend: Option<Backend>,
     /// `conditionsV4` / `conditionsV6`: iptables match arguments for the jumps.
     pub conditions_v4: Vec<String>,
@@ -162,8 +157,7 @@ impl PortmapConf {
         };
         let backend = match get(top, "backend").and_then(Value::as_str) {
             None | Some("") => None,
-            Some("nftables") => Some(Backend::Nftables),
-            Some("iptables") => Some(Backend::Iptables),
+            Some(name) if Backend::from_name(name).is_some() => Backend::from_name(name),
             Some(other) => {
                 return Err(bad(format!(
                     "unknown backend {other:?}: use \"nftables\" or \"iptables\""

@@ -3,8 +3,8 @@
 
 use crate::config::{Backend, PortmapConf};
 use cni_protocol::{CniError, CniResult, Plugin, Request};
-use firewall::portmap::{PortMapping, PortmapNft, Protocol, SnatOptions};
-use firewall::portmap_iptables::{self, IptablesOptions};
+use firewall::portmap::{self, PortMapper, PortMapping, Protocol, Publish, SnatOptions};
+use firewall::portmap_iptables::IptablesOptions;
 use firewall::Attachment;
 use ipnetwork::IpNetwork;
 use netops::conntrack::IPPROTO_UDP;
@@ -21,15 +21,25 @@ fn load(req: &Request) -> Result<PortmapConf, CniError> {
     PortmapConf::parse(&req.raw)
 }
 
-/// The configured backend, or nftables when the kernel offers it (iptables otherwise).
+/// The configured backend, else iptables when iptables-only options are set, else the
+/// reference's default.
 fn backend(conf: &PortmapConf) -> Backend {
     if conf.needs_iptables() {
         return conf.backend.unwrap_or(Backend::Iptables);
     }
-    conf.backend.unwrap_or(match firewall::detect_default() {
-        firewall::BackendKind::Nftables => Backend::Nftables,
-        firewall::BackendKind::Iptables => Backend::Iptables,
-    })
+    Backend::resolve(conf.backend)
+}
+
+/// The port mapper of the configured (or default) backend.
+fn mapper(conf: &PortmapConf) -> Result<Box<dyn PortMapper + '_>, firewall::Error> {
+    portmap::open(backend(conf), iptables_options(conf))
+}
+
+fn snat_options(conf: &PortmapConf) -> SnatOptions {
+    SnatOptions {
+        snat: conf.snat,
+        mark_bit: conf.mark_masq_bit,
+    }
 }
 
 fn iptables_options(conf: &PortmapConf) -> IptablesOptions<'_> {
@@ -116,14 +126,6 @@ fn flush_stale_udp(mappings: &[PortMapping], ips: &[IpNetwork]) {
     }
 }
 
-fn joined(failures: Vec<String>) -> Result<(), CniError> {
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(CniError::internal(failures.join("; ")))
-    }
-}
-
 impl Plugin for Portmap {
     fn schema(&self) -> &'static cni_protocol::gojson::Node {
         &crate::config::SCHEMA
@@ -139,19 +141,14 @@ impl Plugin for Portmap {
         if ips.is_empty() {
             return Ok(prev);
         }
-        let opts = SnatOptions {
-            snat: conf.snat,
-            mark_bit: conf.mark_masq_bit,
-        };
         let att = attachment(req);
-        let installed = match backend(&conf) {
-            Backend::Nftables => {
-                PortmapNft::new().and_then(|mut nft| nft.add(&att, &conf.mappings, &ips, opts))
-            }
-            Backend::Iptables => {
-                portmap_iptables::add(&att, &conf.mappings, &ips, opts, iptables_options(&conf))
-            }
+        let publish = Publish {
+            att,
+            mappings: &conf.mappings,
+            container_ips: &ips,
+            opts: snat_options(&conf),
         };
+        let installed = mapper(&conf).and_then(|mut m| m.add(&publish));
         let ready = installed.map_err(fw).and_then(|()| {
             if conf.snat && ips.iter().any(IpNetwork::is_ipv4) {
                 enable_route_localnet(&prev)
@@ -173,18 +170,19 @@ impl Plugin for Portmap {
     fn del(&self, req: &Request) -> Result<(), CniError> {
         load(req)?;
         let att = attachment(req);
-        let mut failures = Vec::new();
-        // Our nftables state (when the kernel has nf_tables), then the iptables chain that both
-        // our iptables backend and the reference's make.
-        if firewall::detect_default() == firewall::BackendKind::Nftables {
-            if let Err(e) = PortmapNft::new().and_then(|mut nft| nft.del(&att)) {
-                failures.push(e.to_string());
+        let mut errors = Vec::new();
+        // Whatever the configuration: our nftables state (when the kernel has nf_tables), then
+        // the iptables chain that both our iptables backend and the reference's make.
+        if firewall::nftables_usable() {
+            let nft = IptablesOptions::default();
+            if let Err(e) = portmap::open(Backend::Nftables, nft).and_then(|mut m| m.del(&att)) {
+                errors.push(e);
             }
         }
-        if let Err(e) = firewall::portmap::remove_reference_state(att.network, att.container_id) {
-            failures.push(e.to_string());
+        if let Err(e) = portmap::remove_reference_state(att.network, att.container_id) {
+            errors.push(e);
         }
-        joined(failures)
+        firewall::Error::all(errors).map_err(fw)
     }
 
     fn check(&self, req: &Request) -> Result<(), CniError> {
@@ -195,19 +193,15 @@ impl Plugin for Portmap {
         }
         let ips = container_ips(&prev);
         let att = attachment(req);
-        match backend(&conf) {
-            Backend::Nftables => {
-                PortmapNft::new().and_then(|mut nft| nft.check(&att, &conf.mappings, &ips))
-            }
-            Backend::Iptables => {
-                let opts = SnatOptions {
-                    snat: conf.snat,
-                    mark_bit: conf.mark_masq_bit,
-                };
-                portmap_iptables::check(&att, &conf.mappings, &ips, opts, iptables_options(&conf))
-            }
-        }
-        .map_err(fw)
+        let publish = Publish {
+            att,
+            mappings: &conf.mappings,
+            container_ips: &ips,
+            opts: snat_options(&conf),
+        };
+        mapper(&conf)
+            .and_then(|mut m| m.check(&publish))
+            .map_err(fw)
     }
 
     fn gc(&self, req: &Request) -> Result<(), CniError> {
@@ -225,16 +219,19 @@ impl Plugin for Portmap {
             })
             .collect();
         // Both backends (a network may have switched) and the reference's iptables chains.
-        let mut failures = Vec::new();
-        if firewall::detect_default() == firewall::BackendKind::Nftables {
-            if let Err(e) = PortmapNft::new().and_then(|mut nft| nft.gc(&req.config.name, &keep)) {
-                failures.push(e.to_string());
+        let mut errors = Vec::new();
+        let mut backends = vec![Backend::Iptables];
+        if firewall::nftables_usable() {
+            backends.push(Backend::Nftables);
+        }
+        for backend in backends {
+            let result = portmap::open(backend, IptablesOptions::default())
+                .and_then(|mut m| m.gc(&req.config.name, &keep));
+            if let Err(e) = result {
+                errors.push(e);
             }
         }
-        if let Err(e) = portmap_iptables::gc(&req.config.name, &keep) {
-            failures.push(e.to_string());
-        }
-        joined(failures)
+        firewall::Error::all(errors).map_err(fw)
     }
 
     fn status(&self, req: &Request) -> Result<(), CniError> {

@@ -1,23 +1,14 @@
-//! The few nf_tables expressions our rules use, written to and read back from netlink.
-//!
-//! A masquerade rule for pod 10.1.0.5/24 is, in `nft` syntax,
-//! `ip saddr 10.1.0.5 ip daddr != 10.1.0.0/24 ip daddr != 224.0.0.0/4 counter masquerade`;
-//! the dispatch rule of the base chain is `ip saddr vmap @pods_ipv4`.
+//! The nf_tables expressions our rules use, written to netlink, and a rule parser that reads
+//! back what masquerade and port mapping rules do.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::IpNetwork;
 
-use super::wire::{attr, Attrs, MsgBuf, NFPROTO_IPV4, NFPROTO_IPV6};
-
-pub(crate) const NFT_REG_VERDICT: u32 = 0;
-pub(crate) const NFT_REG_1: u32 = 1;
-const NFT_META_NFPROTO: u32 = 15;
-const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
-pub(crate) const NFT_CMP_EQ: u32 = 0;
-pub(crate) const NFT_CMP_NEQ: u32 = 1;
-pub(crate) const NFTA_COUNTER_BYTES: u16 = 1;
-pub(crate) const NFTA_COUNTER_PACKETS: u16 = 2;
+use super::wire::{
+    attr, Attrs, MsgBuf, NFPROTO_IPV4, NFPROTO_IPV6, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_META_NFPROTO,
+    NFT_PAYLOAD_NETWORK_HEADER, NFT_REG_1, NFT_REG_VERDICT,
+};
 /// Rule user data is a list of (type, length, value); type 0 is the comment `nft` shows.
 const UDATA_RULE_COMMENT: u8 = 0;
 /// `nft` keeps comments below 256 bytes (the length field is one byte).
@@ -111,26 +102,83 @@ pub(crate) fn cmp(m: &mut MsgBuf, op: u32, value: &[u8]) {
     });
 }
 
-fn payload(m: &mut MsgBuf, offset: u32, len: u32) {
+/// Load `len` bytes at `offset` of the header `base` into register `dreg`.
+pub(crate) fn load_payload(m: &mut MsgBuf, base: u32, dreg: u32, offset: u32, len: u32) {
     expr(m, "payload", |m| {
-        m.put_be32(attr::PAYLOAD_DREG, NFT_REG_1);
-        m.put_be32(attr::PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER);
+        m.put_be32(attr::PAYLOAD_DREG, dreg);
+        m.put_be32(attr::PAYLOAD_BASE, base);
         m.put_be32(attr::PAYLOAD_OFFSET, offset);
         m.put_be32(attr::PAYLOAD_LEN, len);
     });
 }
 
+/// Network-header bytes into register 1.
+pub(crate) fn payload(m: &mut MsgBuf, offset: u32, len: u32) {
+    load_payload(m, NFT_PAYLOAD_NETWORK_HEADER, NFT_REG_1, offset, len);
+}
+
+/// Load the packet's meta `key` into register `dreg`.
+pub(crate) fn load_meta(m: &mut MsgBuf, key: u32, dreg: u32) {
+    expr(m, "meta", |m| {
+        m.put_be32(attr::META_DREG, dreg);
+        m.put_be32(attr::META_KEY, key);
+    });
+}
+
+/// Set the packet's meta `key` from register `sreg`.
+pub(crate) fn set_meta(m: &mut MsgBuf, key: u32, sreg: u32) {
+    expr(m, "meta", |m| {
+        m.put_be32(attr::META_KEY, key);
+        m.put_be32(attr::META_SREG, sreg);
+    });
+}
+
+/// Register 1 = (register 1 & `mask`) ^ `xor`, over `mask.len()` bytes.
+pub(crate) fn bitwise(m: &mut MsgBuf, mask: &[u8], xor: &[u8]) {
+    expr(m, "bitwise", |m| {
+        m.put_be32(attr::BITWISE_SREG, NFT_REG_1);
+        m.put_be32(attr::BITWISE_DREG, NFT_REG_1);
+        m.put_be32(attr::BITWISE_LEN, mask.len() as u32);
+        m.nest(attr::BITWISE_MASK, |m| m.put(attr::DATA_VALUE, mask));
+        m.nest(attr::BITWISE_XOR, |m| m.put(attr::DATA_VALUE, xor));
+    });
+}
+
+/// Register `dreg` = `value`.
+pub(crate) fn immediate(m: &mut MsgBuf, dreg: u32, value: &[u8]) {
+    expr(m, "immediate", |m| {
+        m.put_be32(attr::IMMEDIATE_DREG, dreg);
+        m.nest(attr::IMMEDIATE_DATA, |m| m.put(attr::DATA_VALUE, value));
+    });
+}
+
+/// The verdict `code` (`NF_DROP`, ...).
+pub(crate) fn verdict(m: &mut MsgBuf, code: u32) {
+    expr(m, "immediate", |m| {
+        m.put_be32(attr::IMMEDIATE_DREG, NFT_REG_VERDICT);
+        m.nest(attr::IMMEDIATE_DATA, |m| {
+            m.nest(attr::DATA_VERDICT, |m| m.put_be32(attr::VERDICT_CODE, code));
+        });
+    });
+}
+
+/// `vmap @<map>` keyed by register `sreg`.
+pub(crate) fn vmap(m: &mut MsgBuf, map: &str, sreg: u32) {
+    expr(m, "lookup", |m| {
+        m.put_str(attr::LOOKUP_SET, map);
+        m.put_be32(attr::LOOKUP_SREG, sreg);
+        m.put_be32(attr::LOOKUP_DREG, NFT_REG_VERDICT);
+    });
+}
+
 /// `meta nfproto ipv4|ipv6`: an inet chain sees both families.
 pub(crate) fn match_family(m: &mut MsgBuf, fam: Family) {
-    expr(m, "meta", |m| {
-        m.put_be32(attr::META_DREG, NFT_REG_1);
-        m.put_be32(attr::META_KEY, NFT_META_NFPROTO);
-    });
+    load_meta(m, NFT_META_NFPROTO, NFT_REG_1);
     cmp(m, NFT_CMP_EQ, &[fam.nfproto()]);
 }
 
 /// `ip daddr != <net>` (or `ip6 daddr`).
-fn daddr_not_in(m: &mut MsgBuf, fam: Family, net: IpNetwork) {
+pub(crate) fn daddr_not_in(m: &mut MsgBuf, fam: Family, net: IpNetwork) {
     match_prefix(m, fam, fam.daddr_offset(), net, NFT_CMP_NEQ);
 }
 
@@ -148,44 +196,8 @@ pub(crate) fn match_prefix(m: &mut MsgBuf, fam: Family, offset: u32, net: IpNetw
     }
     payload(m, offset, fam.addr_len());
     let mask = addr_bytes(net.mask());
-    expr(m, "bitwise", |m| {
-        m.put_be32(attr::BITWISE_SREG, NFT_REG_1);
-        m.put_be32(attr::BITWISE_DREG, NFT_REG_1);
-        m.put_be32(attr::BITWISE_LEN, fam.addr_len());
-        m.nest(attr::BITWISE_MASK, |m| m.put(attr::DATA_VALUE, &mask));
-        m.nest(attr::BITWISE_XOR, |m| {
-            m.put(attr::DATA_VALUE, &vec![0u8; mask.len()])
-        });
-    });
+    bitwise(m, &mask, &vec![0u8; mask.len()]);
     cmp(m, op, &network);
-}
-
-/// Expressions of `ip saddr vmap @<map>`.
-pub(crate) fn put_dispatch_rule(m: &mut MsgBuf, fam: Family, map: &str) {
-    m.nest(attr::RULE_EXPRESSIONS, |m| {
-        match_family(m, fam);
-        payload(m, fam.saddr_offset(), fam.addr_len());
-        expr(m, "lookup", |m| {
-            m.put_str(attr::LOOKUP_SET, map);
-            m.put_be32(attr::LOOKUP_SREG, NFT_REG_1);
-            m.put_be32(attr::LOOKUP_DREG, NFT_REG_VERDICT);
-        });
-    });
-}
-
-/// Expressions and comment of one pod address's masquerade rule.
-pub(crate) fn put_masquerade_rule(m: &mut MsgBuf, address: IpNetwork, comment: &str) {
-    let fam = Family::of(address.ip());
-    m.nest(attr::RULE_EXPRESSIONS, |m| {
-        match_family(m, fam);
-        payload(m, fam.saddr_offset(), fam.addr_len());
-        cmp(m, NFT_CMP_EQ, &addr_bytes(address.ip()));
-        daddr_not_in(m, fam, subnet_of(address));
-        daddr_not_in(m, fam, fam.multicast());
-        expr(m, "counter", |_| {});
-        expr(m, "masq", |_| {});
-    });
-    m.put(attr::RULE_USERDATA, &comment_udata(comment));
 }
 
 /// The pod's own subnet: the address with its host bits cleared.
@@ -283,22 +295,47 @@ fn observe_address_cmp(
 }
 
 /// Parse the attributes of a rule message (`NFT_MSG_NEWRULE` from a dump).
+/// A rule message's handle and comment (from its user data).
+pub(crate) fn rule_identity(attrs: &Attrs) -> (u64, Option<Vec<u8>>) {
+    (
+        attrs.be64(attr::RULE_HANDLE).unwrap_or(0),
+        attrs.find(attr::RULE_USERDATA).and_then(comment_from_udata),
+    )
+}
+
+/// A `cmp` expression's operator and the value it compares with.
+pub(crate) fn cmp_operands<'a>(data: &Attrs<'a>) -> (Option<u32>, &'a [u8]) {
+    let value = data
+        .nested(attr::CMP_DATA)
+        .and_then(|d| d.find(attr::DATA_VALUE))
+        .unwrap_or_default();
+    (data.be32(attr::CMP_OP), value)
+}
+
+/// A rule message's expressions, in order, as (name, data attributes).
+pub(crate) fn rule_expressions<'a>(
+    attrs: &Attrs<'a>,
+) -> impl Iterator<Item = (&'a str, Attrs<'a>)> {
+    let exprs = attrs.nested(attr::RULE_EXPRESSIONS).into_iter().flatten();
+    exprs.map(|(_, elem)| {
+        let elem = Attrs::new(elem);
+        let name = elem.str(attr::EXPR_NAME).unwrap_or_default();
+        (
+            name,
+            elem.nested(attr::EXPR_DATA).unwrap_or(Attrs::new(&[])),
+        )
+    })
+}
+
 pub(crate) fn parse_rule(attrs: Attrs) -> ObservedRule {
-    let mut rule = ObservedRule {
-        handle: attrs.be64(attr::RULE_HANDLE).unwrap_or(0),
-        comment: attrs.find(attr::RULE_USERDATA).and_then(comment_from_udata),
-        ..ObservedRule::default()
-    };
+    let mut rule = ObservedRule::default();
+    (rule.handle, rule.comment) = rule_identity(&attrs);
     // The family matched so far (`meta nfproto`), the last thing loaded into register 1, and a
     // mask applied to it.
     let mut fam: Option<Family> = None;
     let mut loaded: Option<Loaded> = None;
     let mut mask: Option<Vec<u8>> = None;
-    let exprs = attrs.nested(attr::RULE_EXPRESSIONS).into_iter().flatten();
-    for (_, elem) in exprs {
-        let elem = Attrs::new(elem);
-        let name = elem.str(attr::EXPR_NAME).unwrap_or_default();
-        let data = elem.nested(attr::EXPR_DATA).unwrap_or(Attrs::new(&[]));
+    for (name, data) in rule_expressions(&attrs) {
         match name {
             "meta" => {
                 loaded = (data.be32(attr::META_KEY) == Some(NFT_META_NFPROTO))
@@ -319,11 +356,7 @@ pub(crate) fn parse_rule(attrs: Attrs) -> ObservedRule {
                     .map(<[u8]>::to_vec);
             }
             "cmp" => {
-                let op = data.be32(attr::CMP_OP);
-                let value = data
-                    .nested(attr::CMP_DATA)
-                    .and_then(|d| d.find(attr::DATA_VALUE))
-                    .unwrap_or_default();
+                let (op, value) = cmp_operands(&data);
                 match loaded {
                     Some(Loaded::NfProto) if op == Some(NFT_CMP_EQ) => {
                         fam = match value.first() {
@@ -357,8 +390,8 @@ pub(crate) fn parse_rule(attrs: Attrs) -> ObservedRule {
             }
             "counter" => {
                 rule.counter = Some((
-                    data.be64(NFTA_COUNTER_PACKETS).unwrap_or(0),
-                    data.be64(NFTA_COUNTER_BYTES).unwrap_or(0),
+                    data.be64(attr::COUNTER_PACKETS).unwrap_or(0),
+                    data.be64(attr::COUNTER_BYTES).unwrap_or(0),
                 ));
             }
             "masq" => rule.masquerade = true,
@@ -372,59 +405,6 @@ pub(crate) fn parse_rule(attrs: Attrs) -> ObservedRule {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::nft::wire::{MsgType, Msgs, NFPROTO_INET};
-
-    fn roundtrip(build: impl FnOnce(&mut MsgBuf)) -> ObservedRule {
-        let mut m = MsgBuf::default();
-        let start = m.begin_msg(MsgType::NewRule.nlmsg_type(), 0, 1, NFPROTO_INET, 0);
-        build(&mut m);
-        m.end_msg(start);
-        let msgs: Vec<_> = Msgs::new(m.bytes()).collect();
-        assert_eq!(msgs.len(), 1);
-        parse_rule(msgs[0].nf_attrs())
-    }
-
-    #[test]
-    fn masquerade_rule_parses_back_v4() {
-        let addr: IpNetwork = "10.1.0.5/24".parse().unwrap();
-        let rule = roundtrip(|m| put_masquerade_rule(m, addr, "hello"));
-        assert_eq!(rule.saddr, Some("10.1.0.5".parse().unwrap()));
-        assert_eq!(
-            rule.daddr_not,
-            vec![
-                "10.1.0.0/24".parse::<IpNetwork>().unwrap(),
-                "224.0.0.0/4".parse().unwrap()
-            ]
-        );
-        assert!(rule.masquerade);
-        assert_eq!(rule.counter, Some((0, 0)));
-        assert_eq!(rule.comment.as_deref(), Some(&b"hello"[..]));
-        assert!(rule.masquerades(addr));
-        assert!(!rule.masquerades("10.1.0.6/24".parse().unwrap()));
-    }
-
-    #[test]
-    fn masquerade_rule_parses_back_v6_host_prefix() {
-        let addr: IpNetwork = "fd00::5/128".parse().unwrap();
-        let rule = roundtrip(|m| put_masquerade_rule(m, addr, "x"));
-        assert_eq!(rule.saddr, Some("fd00::5".parse().unwrap()));
-        assert_eq!(
-            rule.daddr_not,
-            vec![
-                "fd00::5/128".parse::<IpNetwork>().unwrap(),
-                "ff00::/8".parse().unwrap()
-            ]
-        );
-        assert!(rule.masquerades(addr));
-    }
-
-    #[test]
-    fn dispatch_rule_names_its_map() {
-        let rule = roundtrip(|m| put_dispatch_rule(m, Family::V6, "pods_ipv6"));
-        assert_eq!(rule.lookups, vec!["pods_ipv6".to_string()]);
-        assert_eq!(rule.saddr, None);
-    }
-
     #[test]
     fn long_comments_are_cut_to_fit_the_length_byte() {
         let udata = comment_udata(&"c".repeat(400));

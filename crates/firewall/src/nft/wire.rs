@@ -1,18 +1,14 @@
-//! Netlink framing for nf_tables: building request messages and walking replies.
+//! nf_tables encoding: the kernel's constants, request messages and attribute parsing. The
+//! transport (sending, sequence numbers, acknowledgements, dumps) is netops's.
 //!
 //! Constants are the values of the kernel's uapi headers `linux/netlink.h`,
 //! `linux/netfilter/nfnetlink.h` and `linux/netfilter/nf_tables.h`.
 
-pub(crate) const NLMSG_HDRLEN: usize = 16;
 pub(crate) const NFGENMSG_LEN: usize = 4;
 pub(crate) const NLA_HDRLEN: usize = 4;
 
-pub(crate) const NLMSG_ERROR: u16 = 2;
-pub(crate) const NLMSG_DONE: u16 = 3;
-
 pub(crate) const NLM_F_REQUEST: u16 = 0x1;
 pub(crate) const NLM_F_ACK: u16 = 0x4;
-pub(crate) const NLM_F_DUMP: u16 = 0x300;
 pub(crate) const NLM_F_CREATE: u16 = 0x400;
 pub(crate) const NLM_F_APPEND: u16 = 0x800;
 
@@ -29,6 +25,58 @@ pub(crate) const NFPROTO_INET: u8 = 1;
 pub(crate) const NFPROTO_IPV4: u8 = 2;
 pub(crate) const NFPROTO_BRIDGE: u8 = 7;
 pub(crate) const NFPROTO_IPV6: u8 = 10;
+
+// Verdicts, chain hooks and priorities (`linux/netfilter.h`, `linux/netfilter_bridge.h`).
+pub(crate) const NF_DROP: u32 = 0;
+pub(crate) const NF_ACCEPT: u32 = 1;
+pub(crate) const NFT_JUMP: i32 = -3;
+pub(crate) const NF_INET_PRE_ROUTING: u32 = 0;
+pub(crate) const NF_INET_LOCAL_OUT: u32 = 3;
+pub(crate) const NF_INET_POST_ROUTING: u32 = 4;
+pub(crate) const NF_BR_PRE_ROUTING: u32 = 0;
+pub(crate) const NF_IP_PRI_NAT_DST: i32 = -100;
+pub(crate) const NF_IP_PRI_NAT_SRC: i32 = 100;
+/// `NF_BR_PRI_NAT_DST_BRIDGED`: before anything else on the bridge.
+pub(crate) const NF_BR_PRI_NAT_DST_BRIDGED: i32 = -300;
+
+// Sets.
+pub(crate) const NFT_SET_MAP: u32 = 0x8;
+pub(crate) const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
+/// `nft`'s data type ids, so `nft list` prints keys as addresses, names, protocol . port.
+pub(crate) const NFT_TYPE_IPADDR: u32 = 7;
+pub(crate) const NFT_TYPE_IP6ADDR: u32 = 8;
+pub(crate) const NFT_TYPE_IFNAME: u32 = 41;
+/// `inet_proto . inet_service` (a concatenation: 6 bits per type).
+pub(crate) const NFT_TYPE_PROTO_SERVICE: u32 = (12 << 6) | 13;
+/// Set user data telling `nft` the key is a host-order string (`NFTNL_UDATA_SET_KEYBYTEORDER`).
+pub(crate) const UDATA_SET_KEYBYTEORDER: u8 = 0;
+pub(crate) const BYTEORDER_HOST_ENDIAN: u32 = 1;
+pub(crate) const IFNAMSIZ: usize = 16;
+/// `ether saddr`: 6 bytes at offset 6 of the link-layer header.
+pub(crate) const ETHER_SADDR_OFFSET: u32 = 6;
+pub(crate) const ETHER_ADDR_LEN: u32 = 6;
+
+// Registers, expression keys and operators (`linux/netfilter/nf_tables.h`).
+pub(crate) const NFT_REG_VERDICT: u32 = 0;
+pub(crate) const NFT_REG_1: u32 = 1;
+pub(crate) const NFT_REG_2: u32 = 2;
+/// The 32-bit registers a concatenation is loaded into.
+pub(crate) const NFT_REG32_00: u32 = 8;
+pub(crate) const NFT_REG32_01: u32 = 9;
+pub(crate) const NFT_META_MARK: u32 = 3;
+pub(crate) const NFT_META_IIFNAME: u32 = 6;
+pub(crate) const NFT_META_NFPROTO: u32 = 15;
+pub(crate) const NFT_META_L4PROTO: u32 = 16;
+pub(crate) const NFT_PAYLOAD_LL_HEADER: u32 = 0;
+pub(crate) const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+pub(crate) const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+pub(crate) const NFT_CMP_EQ: u32 = 0;
+pub(crate) const NFT_CMP_NEQ: u32 = 1;
+pub(crate) const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+pub(crate) const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+pub(crate) const NFT_NAT_DNAT: u32 = 1;
+/// `RTN_LOCAL` (`linux/rtnetlink.h`): what `fib daddr type local` compares with.
+pub(crate) const RTN_LOCAL: u32 = 2;
 
 /// `enum nf_tables_msg_types`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +131,7 @@ pub(crate) mod attr {
     pub const SET_KEY_LEN: u16 = 5;
     pub const SET_DATA_TYPE: u16 = 6;
     pub const SET_ID: u16 = 10;
+    pub const SET_USERDATA: u16 = 13;
 
     pub const SET_ELEM_LIST_TABLE: u16 = 1;
     pub const SET_ELEM_LIST_SET: u16 = 2;
@@ -99,6 +148,7 @@ pub(crate) mod attr {
 
     pub const META_DREG: u16 = 1;
     pub const META_KEY: u16 = 2;
+    pub const META_SREG: u16 = 3;
     pub const CMP_SREG: u16 = 1;
     pub const CMP_OP: u16 = 2;
     pub const CMP_DATA: u16 = 3;
@@ -116,6 +166,15 @@ pub(crate) mod attr {
     pub const LOOKUP_DREG: u16 = 3;
     pub const IMMEDIATE_DREG: u16 = 1;
     pub const IMMEDIATE_DATA: u16 = 2;
+    pub const COUNTER_BYTES: u16 = 1;
+    pub const COUNTER_PACKETS: u16 = 2;
+    pub const FIB_DREG: u16 = 1;
+    pub const FIB_RESULT: u16 = 2;
+    pub const FIB_FLAGS: u16 = 3;
+    pub const NAT_TYPE: u16 = 1;
+    pub const NAT_FAMILY: u16 = 2;
+    pub const NAT_REG_ADDR_MIN: u16 = 3;
+    pub const NAT_REG_PROTO_MIN: u16 = 5;
 }
 
 /// Appends netlink messages and attributes to one buffer (a single datagram).
@@ -129,8 +188,26 @@ fn align4(n: usize) -> usize {
 }
 
 impl MsgBuf {
+    /// A message payload that starts with the nfgenmsg header (the transport adds the netlink
+    /// header).
+    pub(crate) fn nfgen(family: u8, res_id: u16) -> MsgBuf {
+        let mut m = MsgBuf::default();
+        m.put_nfgenmsg(family, res_id);
+        m
+    }
+
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.buf
+    }
+
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
+    fn put_nfgenmsg(&mut self, family: u8, res_id: u16) {
+        self.buf.push(family);
+        self.buf.push(0); // NFNETLINK_V0
+        self.buf.extend_from_slice(&res_id.to_be_bytes());
     }
 
     /// Start a message with its nfgenmsg header; returns its offset for [`MsgBuf::end_msg`].
@@ -149,10 +226,15 @@ impl MsgBuf {
             .extend_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
         self.buf.extend_from_slice(&seq.to_ne_bytes());
         self.buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it
-        self.buf.push(family);
-        self.buf.push(0); // NFNETLINK_V0
-        self.buf.extend_from_slice(&res_id.to_be_bytes());
+        self.put_nfgenmsg(family, res_id);
         start
+    }
+
+    /// Set the sequence number of the message that starts at `start`.
+    pub(crate) fn set_seq(&mut self, start: usize, seq: u32) {
+        if let Some(raw) = self.buf.get_mut(start + 8..start + 12) {
+            raw.copy_from_slice(&seq.to_ne_bytes());
+        }
     }
 
     /// Add `flag` to the header flags of the message that starts at `start`.
@@ -220,78 +302,8 @@ impl MsgBuf {
     }
 }
 
-/// One netlink message of a reply.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Msg<'a> {
-    pub(crate) ty: u16,
-    pub(crate) seq: u32,
-    /// Everything after the netlink header.
-    pub(crate) payload: &'a [u8],
-}
-
-impl<'a> Msg<'a> {
-    /// The attributes after the nfgenmsg header, for nf_tables messages.
-    #[cfg(test)]
-    pub(crate) fn nf_attrs(&self) -> Attrs<'a> {
-        Attrs::new(self.nf_payload())
-    }
-
-    /// The bytes after the nfgenmsg header.
-    pub(crate) fn nf_payload(&self) -> &'a [u8] {
-        self.payload.get(NFGENMSG_LEN..).unwrap_or_default()
-    }
-
-    /// For an `NLMSG_ERROR` message: the (negative) errno, 0 for an acknowledgement.
-    pub(crate) fn error_code(&self) -> Option<i32> {
-        let raw: [u8; 4] = self.payload.get(..4)?.try_into().ok()?;
-        Some(i32::from_ne_bytes(raw))
-    }
-
-    /// For an `NLMSG_ERROR` message: the sequence number of the request it answers.
-    pub(crate) fn error_seq(&self) -> Option<u32> {
-        // struct nlmsgerr { int error; struct nlmsghdr msg; }: seq sits at 4 + 8.
-        let raw: [u8; 4] = self.payload.get(12..16)?.try_into().ok()?;
-        Some(u32::from_ne_bytes(raw))
-    }
-}
-
-/// Iterates the netlink messages of one datagram; stops at the first malformed header.
-pub(crate) struct Msgs<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Msgs<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Msgs { rest: buf }
-    }
-}
-
 fn ne_u16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn ne_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-impl<'a> Iterator for Msgs<'a> {
-    type Item = Msg<'a>;
-
-    fn next(&mut self) -> Option<Msg<'a>> {
-        let b = self.rest;
-        let len = ne_u32(b, 0)? as usize;
-        if len < NLMSG_HDRLEN || len > b.len() {
-            self.rest = &[];
-            return None;
-        }
-        let msg = Msg {
-            ty: ne_u16(b, 4)?,
-            seq: ne_u32(b, 8)?,
-            payload: b.get(NLMSG_HDRLEN..len)?,
-        };
-        self.rest = b.get(align4(len).min(b.len())..).unwrap_or_default();
-        Some(msg)
-    }
 }
 
 /// Iterates attributes as `(type without flag bits, payload)`.
@@ -351,42 +363,63 @@ impl<'a> Iterator for Attrs<'a> {
     }
 }
 
+/// The attributes `build` writes, as a reply would carry them after the nfgenmsg header.
+#[cfg(test)]
+pub(crate) fn encoded(build: impl FnOnce(&mut MsgBuf)) -> Vec<u8> {
+    let mut m = MsgBuf::default();
+    build(&mut m);
+    m.into_bytes()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
     #[test]
-    fn built_message_parses_back() {
-        let mut m = MsgBuf::default();
-        let start = m.begin_msg(
-            MsgType::NewTable.nlmsg_type(),
-            NLM_F_CREATE,
-            7,
-            NFPROTO_INET,
-            0,
-        );
-        m.put_str(attr::TABLE_NAME, "abc");
-        m.nest(attr::CHAIN_HOOK, |m| {
-            m.put_be32(attr::HOOK_HOOKNUM, 4);
-            m.put_be32(attr::HOOK_PRIORITY, 100);
+    fn built_attributes_parse_back() {
+        let bytes = encoded(|m| {
+            m.put_str(attr::TABLE_NAME, "abc");
+            m.nest(attr::CHAIN_HOOK, |m| {
+                m.put_be32(attr::HOOK_HOOKNUM, 4);
+                m.put_be32(attr::HOOK_PRIORITY, 100);
+            });
         });
-        m.end_msg(start);
-        assert_eq!(m.bytes().len() % 4, 0);
-
-        let msgs: Vec<_> = Msgs::new(m.bytes()).collect();
-        assert_eq!(msgs.len(), 1);
-        let msg = msgs[0];
-        assert_eq!(msg.seq, 7);
-        let attrs = msg.nf_attrs();
+        assert_eq!(bytes.len() % 4, 0);
+        let attrs = Attrs::new(&bytes);
         assert_eq!(attrs.str(attr::TABLE_NAME), Some("abc"));
         let hook = attrs.nested(attr::CHAIN_HOOK);
         assert_eq!(hook.and_then(|h| h.be32(attr::HOOK_PRIORITY)), Some(100));
     }
 
     #[test]
+    fn message_header_carries_type_flags_and_patched_seq() {
+        let mut m = MsgBuf::default();
+        let start = m.begin_msg(
+            MsgType::NewTable.nlmsg_type(),
+            NLM_F_CREATE,
+            0,
+            NFPROTO_INET,
+            0,
+        );
+        m.put_str(attr::TABLE_NAME, "abc");
+        m.end_msg(start);
+        m.set_flag(start, NLM_F_ACK);
+        m.set_seq(start, 7);
+        let b = m.bytes();
+        assert_eq!(
+            u32::from_ne_bytes(b[0..4].try_into().unwrap()) as usize,
+            b.len()
+        );
+        assert_eq!(u16::from_ne_bytes(b[4..6].try_into().unwrap()), 0x0a00);
+        let flags = u16::from_ne_bytes(b[6..8].try_into().unwrap());
+        assert_eq!(flags, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK);
+        assert_eq!(u32::from_ne_bytes(b[8..12].try_into().unwrap()), 7);
+        assert_eq!(Attrs::new(&b[20..]).str(attr::TABLE_NAME), Some("abc"));
+    }
+
+    #[test]
     fn truncated_input_stops_iteration() {
-        assert_eq!(Msgs::new(&[1, 2, 3]).count(), 0);
         assert_eq!(Attrs::new(&[200, 0, 1, 0, 0]).count(), 0);
     }
 }

@@ -201,3 +201,49 @@ pub fn reference_add(bridge: &str, extra: &str, container_id: &str, netns: &str)
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Pod ids `pod0..` for a cost measurement: 300, or the count in environment variable `var`.
+pub fn bench_pod_ids(var: &str) -> Vec<String> {
+    let n: usize = std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    (0..n).map(|i| format!("pod{i}")).collect()
+}
+
+/// The median of some timings.
+pub fn median(v: &[u128]) -> u128 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+/// The comments of the rules of `chain` in `table` (of `family`, or every family).
+pub fn rule_comments(family: Option<&str>, table: &str, chain: &str) -> Vec<String> {
+    objects(family, "rule", table)
+        .iter()
+        .filter(|r| r["chain"] == chain)
+        .map(|r| r["comment"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// (key, jump target) of each element of verdict map `map` in `table`, as `nft -j` shows them;
+/// empty when the map does not exist.
+pub fn map_jumps(family: Option<&str>, table: &str, map: &str) -> Vec<(Value, String)> {
+    let Some(set) = objects(family, "map", table)
+        .into_iter()
+        .find(|m| m["name"] == map)
+    else {
+        return Vec::new();
+    };
+    set["elem"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let target = e[1]["jump"]["target"].as_str().unwrap_or("?");
+            (e[0].clone(), target.to_string())
+        })
+        .collect()
+}
