@@ -183,17 +183,6 @@ pub const ALLOWED: &[Allowed] = &[
         matches: |c| c.step.has_prefix("retyped:"),
     },
     Allowed {
-        name: "gateway-less default route scope",
-        group: Group::Unexplained,
-        reason: "an IPAM route without a gateway on a family without a gateway: ours adds it with scope \
-                 link, the reference with scope universe",
-        matches: |c| {
-            (c.class("kernel:ctr:route4") || c.class("kernel:ctr:route6"))
-                && c.diff.ours.contains("scope=link")
-                && !c.diff.theirs.contains("scope=link")
-        },
-    },
-    Allowed {
         name: "prevResult passthrough keeps unknown keys",
         group: Group::Unexplained,
         reason: "chained plugins print prevResult as given; the reference parses and re-prints it, \
