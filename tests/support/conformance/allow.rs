@@ -95,7 +95,12 @@ pub const ALLOWED: &[Allowed] = &[
         reason: "host-local, runtimeConfig, args and prevResult keys are matched case-sensitively, and a \
                  duplicated key is an error (Go: case-insensitive, last wins)",
         matches: |c| {
-            c.step.has("key-case:ipam")
+            // host-local reads cniVersion, name, ipam, runtimeConfig and args of every config
+            c.plugin(Plugin::HostLocal) && c.step.has_prefix("key-case:")
+                || ["cniVersion", "name", "ipam", "runtimeConfig", "args"]
+                    .iter()
+                    .any(|k| c.step.has(&format!("key-case-key:{k}")))
+                || c.step.has("key-case:ipam")
                 || c.step.has("key-case:prevResult")
                 || c.step.has("key-case:runtimeConfig")
                 || c.step.has("key-case:args")
@@ -214,15 +219,37 @@ pub const ALLOWED: &[Allowed] = &[
         },
     },
     Allowed {
-        name: "bridge CNI_ARGS MAC",
+        name: "CNI_ARGS MAC",
         group: Group::Unexplained,
-        reason: "CNI_ARGS MAC= without IgnoreUnknown: v1.1.1 refuses the unknown key; ours accepts it \
-                 (newer references know MAC); not yet in the README",
+        reason: "CNI_ARGS MAC= without IgnoreUnknown: v1.1.1 (bridge, host-local) refuses the unknown \
+                 key; ours accepts it (newer references know MAC); not yet in the README",
         matches: |c| {
-            c.plugin(Plugin::Bridge) && c.step.args.contains("MAC=") && !c.step.args.contains("IgnoreUnknown")
+            (c.plugin(Plugin::Bridge) || c.plugin(Plugin::HostLocal))
+                && c.step.args.contains("MAC=")
+                && !c.step.args.contains("IgnoreUnknown")
         },
     },
-    // ------------------------------------------------ intentional (README)
+    Allowed {
+        name: "DEL ignores bad CNI_ARGS",
+        group: Group::Unexplained,
+        reason: "DEL with an unparsable CNI_ARGS value (IP=bogus): the reference fails, ours releases \
+                 and succeeds; not in the README",
+        matches: |c| {
+            c.step.verb == "DEL" && c.ours.status == 0 && c.theirs.status != 0 && c.step.has_prefix("env:args")
+        },
+    },
+    Allowed {
+        name: "portmap CHECK of a v4-only pod",
+        group: Group::Unexplained,
+        reason: "the reference's CHECK fails \"could not check ipv6 dnat: chain … not found\" for a pod \
+                 without an IPv6 address (a reference defect); ours passes; not in the README",
+        matches: |c| {
+            c.plugin(Plugin::Portmap)
+                && c.step.verb == "CHECK"
+                && c.ours.status == 0
+                && super::compare::msg(c.theirs).contains("could not check ipv6 dnat")
+        },
+    },
     Allowed {
         name: "spec 1.1.0",
         group: Group::Intentional,
@@ -262,6 +289,13 @@ pub const ALLOWED: &[Allowed] = &[
                 && (c.class_starts("kernel:") && (c.ours.kernel == c.ours.kernel_before || kernel_subset(&c.ours.kernel, &c.theirs.kernel))
                     || c.class("leases") && c.ours.leases.iter().all(|(k, v)| c.theirs.leases.get(k) == Some(v)))
         },
+    },
+    Allowed {
+        name: "DEL with a path that is not a netns",
+        group: Group::Intentional,
+        reason: "README bridge DEL: a path that is not a netns is logged and skipped, the lease and \
+                 rules are still released (the reference fails and leaks them; DESIGN §7)",
+        matches: |c| c.step.verb == "DEL" && c.step.netns == NetnsKind::NotNetns && c.ours.status == 0,
     },
     Allowed {
         name: "spec error codes",

@@ -210,7 +210,12 @@ pub fn run(settings: &Settings) -> Report {
                     .or_default() += 1;
             }
             report.requests += case.steps.len();
+            let before = report.unexplained.len();
             compare_case(&case, &o, &t, &mut report);
+            // A long campaign shows what it finds as it goes.
+            if let Some(f) = report.unexplained.get(before) {
+                eprintln!("conformance: UNEXPLAINED {}", f.summary());
+            }
         }
     });
     report.unexplained.sort_by_key(|f| f.case.index);
@@ -230,6 +235,26 @@ fn clip(s: &str, n: usize) -> String {
 }
 
 impl Finding {
+    /// One line: where, which classes, what to replay.
+    pub fn summary(&self) -> String {
+        let classes: Vec<&str> = self
+            .diffs
+            .iter()
+            .zip(&self.explained)
+            .filter(|(_, e)| e.is_none())
+            .map(|(d, _)| d.class.as_str())
+            .collect();
+        format!(
+            "{} case {} step {} ({} {}): {}",
+            self.case.plugin.binary(),
+            self.case.index,
+            self.step + 1,
+            self.case.steps[self.step].verb,
+            self.case.steps[self.step].version(),
+            classes.join(", ")
+        )
+    }
+
     /// A reproducer: the seed and case, each step's env and stdin up to the differing one, both
     /// outputs, and the differing fields.
     pub fn reproducer(&self, seed: u64) -> String {

@@ -102,12 +102,10 @@ echo '@@addr'; ip -j addr show
 echo '@@route4'; ip -j -4 route show table all
 echo '@@route6'; ip -j -6 route show table all
 echo '@@sysctl'
-for f in /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/*/forwarding \
+grep -s -H . /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/*/forwarding \
   /proc/sys/net/ipv4/conf/*/forwarding /proc/sys/net/ipv4/conf/*/route_localnet \
   /proc/sys/net/ipv6/conf/*/accept_ra /proc/sys/net/ipv6/conf/*/disable_ipv6 \
-  /proc/sys/net/ipv4/conf/*/arp_notify /proc/sys/net/ipv6/conf/*/accept_dad; do
-  [ -e "$f" ] && echo "$f=$(cat $f)"
-done
+  /proc/sys/net/ipv4/conf/*/arp_notify /proc/sys/net/ipv6/conf/*/accept_dad
 "#;
 
 const FIREWALL: &str = r#"
