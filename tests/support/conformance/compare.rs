@@ -141,9 +141,10 @@ fn value_diffs(path: &str, a: &Value, b: &Value, out: &mut Vec<(String, String, 
     }
 }
 
-/// Lines only in `a` and only in `b`, for list sections.
+/// Lines only in `a` and only in `b`, for list sections, counted as multisets (a rule written
+/// twice on one side shows up once in that side's list).
 fn set_diff(a: &Value, b: &Value) -> (Vec<String>, Vec<String>) {
-    let as_set = |v: &Value| -> Vec<String> {
+    let as_list = |v: &Value| -> Vec<String> {
         v.as_array()
             .map(|l| {
                 l.iter()
@@ -152,11 +153,21 @@ fn set_diff(a: &Value, b: &Value) -> (Vec<String>, Vec<String>) {
             })
             .unwrap_or_default()
     };
-    let (x, y) = (as_set(a), as_set(b));
-    (
-        x.iter().filter(|l| !y.contains(l)).cloned().collect(),
-        y.iter().filter(|l| !x.contains(l)).cloned().collect(),
-    )
+    let minus = |x: &[String], y: &[String]| -> Vec<String> {
+        let mut rest: Vec<String> = y.to_vec();
+        x.iter()
+            .filter(|l| match rest.iter().position(|r| r == *l) {
+                Some(i) => {
+                    rest.swap_remove(i);
+                    false
+                }
+                None => true,
+            })
+            .cloned()
+            .collect()
+    };
+    let (x, y) = (as_list(a), as_list(b));
+    (minus(&x, &y), minus(&y, &x))
 }
 
 /// The kernel-state sections that are sorted lists of lines (links are a map by name).
