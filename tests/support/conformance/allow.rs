@@ -276,6 +276,7 @@ pub const ALLOWED: &[Allowed] = &[
                     .leases
                     .iter()
                     .all(|(k, v)| k.contains("/last_reserved_ip.") || c.theirs.leases.get(k) == Some(v))
+                && c.ours.leases.iter().any(|(k, v)| c.theirs.leases.get(k) != Some(v))
         },
     },
     // ------------------------------------------------ intentional (README)
