@@ -122,7 +122,10 @@ pub const ALLOWED: &[Allowed] = &[
         matches: |c| {
             (c.plugin(Plugin::Bridge) || c.plugin(Plugin::Portmap))
                 && c.default_backend()
-                && (c.class("kernel:host:iptables") || c.class("kernel:host:ip6tables"))
+                && (c.class("kernel:host:iptables")
+                    || c.class("kernel:host:ip6tables")
+                    // CHECK looks for the attachment's state in the backend each side chose
+                    || c.plugin(Plugin::Portmap) && c.step.verb == "CHECK")
         },
     },
     Allowed {
