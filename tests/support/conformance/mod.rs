@@ -27,6 +27,8 @@ pub struct Settings {
     pub requests: usize,
     /// Replay only this case.
     pub only_case: Option<u64>,
+    /// Replay exactly these cases (FUZZ_CASES=1,2,3), e.g. a campaign's findings.
+    pub case_list: Option<Vec<u64>>,
     pub ours: PathBuf,
     pub reference: PathBuf,
     /// Full reproducers printed per difference class.
@@ -53,6 +55,11 @@ impl Settings {
             seed: num("FUZZ_SEED").unwrap_or(1),
             requests: num("FUZZ_REQUESTS").map(|n| n as usize).unwrap_or(requests),
             only_case: num("FUZZ_CASE"),
+            case_list: std::env::var("FUZZ_CASES").ok().map(|v| {
+                v.split(|c: char| c == ',' || c.is_whitespace())
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            }),
             ours,
             reference,
             reproducers_per_class: 2,
@@ -163,12 +170,20 @@ pub fn run(settings: &Settings) -> Report {
                     bin_dir: settings.reference.clone(),
                 });
                 loop {
-                    if done.load(Ordering::SeqCst) >= settings.requests
-                        || settings.time_limit.is_some_and(|t| start.elapsed() >= t)
+                    let listed = settings.case_list.is_some();
+                    if !listed
+                        && (done.load(Ordering::SeqCst) >= settings.requests
+                            || settings.time_limit.is_some_and(|t| start.elapsed() >= t))
                     {
                         break;
                     }
-                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let mut index = next.fetch_add(1, Ordering::SeqCst);
+                    if let Some(list) = &settings.case_list {
+                        match list.get(index as usize) {
+                            Some(i) => index = *i,
+                            None => break,
+                        }
+                    }
                     let case = gen::case(settings.seed, index);
                     done.fetch_add(case.steps.len(), Ordering::SeqCst);
                     ours.start(case.clone());
