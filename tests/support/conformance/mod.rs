@@ -12,7 +12,7 @@ pub mod side;
 
 use allow::{explain, Ctx};
 use compare::{step_diffs, Diff};
-use gen::{Case, Plugin};
+use gen::Case;
 use side::{CaseObs, SideSpec, StepObs, Worker};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -162,11 +162,9 @@ pub fn run(settings: &Settings) -> Report {
             let (next, done) = (&next, &done);
             s.spawn(move || {
                 let ours = Worker::spawn(SideSpec {
-                    label: "ours",
                     bin_dir: settings.ours.clone(),
                 });
                 let theirs = Worker::spawn(SideSpec {
-                    label: "reference",
                     bin_dir: settings.reference.clone(),
                 });
                 loop {
@@ -411,11 +409,3 @@ impl Report {
         s
     }
 }
-
-/// Which plugin each of the four is, for callers that list them.
-pub const PLUGINS: [Plugin; 4] = [
-    Plugin::Bridge,
-    Plugin::HostLocal,
-    Plugin::Portmap,
-    Plugin::Loopback,
-];

@@ -13,8 +13,6 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 /// Which binaries a side runs.
 #[derive(Clone, Debug)]
 pub struct SideSpec {
-    #[allow(dead_code)] // named in panics and debug output
-    pub label: &'static str,
     pub bin_dir: PathBuf,
 }
 
