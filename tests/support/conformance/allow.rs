@@ -214,13 +214,13 @@ pub const ALLOWED: &[Allowed] = &[
     Allowed {
         name: "capabilities must be booleans",
         group: Group::Unexplained,
-        reason: "bridge: a non-boolean value in \"capabilities\" fails the reference's parse (\"cannot \
+        reason: "bridge, portmap: a non-boolean value in \"capabilities\" fails the reference's parse (\"cannot \
                  unmarshal … of type bool\"); ours accepts it and configures the pod",
         matches: |c| {
-            c.plugin(Plugin::Bridge)
-                && c.conf()["capabilities"]
-                    .as_object()
-                    .is_some_and(|o| o.values().any(|v| !v.is_boolean()))
+            c.conf()["capabilities"]
+                .as_object()
+                .is_some_and(|o| o.values().any(|v| !v.is_boolean()))
+                || super::compare::msg(c.theirs).contains("capabilities of type bool")
         },
     },
     Allowed {
