@@ -284,6 +284,18 @@ pub const ALLOWED: &[Allowed] = &[
         },
     },
     Allowed {
+        name: "portmap ignores CNI_IFNAME",
+        group: Group::Unexplained,
+        reason: "the reference maps only the prevResult addresses of the interface named CNI_IFNAME \
+                 (none for ifname lo: it succeeds and maps nothing); ours maps every container address",
+        matches: |c| {
+            c.plugin(Plugin::Portmap)
+                && c.step.has("env:ifname")
+                && c.ours.status == 0
+                && (c.class_starts("kernel:host:") || c.class("status"))
+        },
+    },
+    Allowed {
         name: "loopback DEL with a path that is not a netns",
         group: Group::Unexplained,
         reason: "loopback DEL given a file that is not a netns succeeds; the reference fails \"error \
@@ -313,11 +325,18 @@ pub const ALLOWED: &[Allowed] = &[
     Allowed {
         name: "explicit nftables backend",
         group: Group::Intentional,
-        reason: "README: ours has a native nftables backend; v1.1.1 knows no such key and uses iptables",
+        reason: "README: ours has a native nftables backend; v1.1.1 knows no such key and uses \
+                 iptables; portmap refuses iptables-only options (conditionsV4/V6, \
+                 externalSetMarkChain) with it",
         matches: |c| {
             let key = if c.plugin(Plugin::Portmap) { "backend" } else { "ipMasqBackend" };
+            let iptables_only = ["conditionsV4", "conditionsV6", "externalSetMarkChain"]
+                .iter()
+                .any(|k| c.conf().get(*k).is_some());
             c.conf().get(key).and_then(Value::as_str) == Some("nftables")
-                && (c.class("kernel:host:iptables") || c.class("kernel:host:ip6tables"))
+                && (c.class("kernel:host:iptables")
+                    || c.class("kernel:host:ip6tables")
+                    || c.plugin(Plugin::Portmap) && iptables_only)
         },
     },
     Allowed {
