@@ -296,6 +296,38 @@ pub const ALLOWED: &[Allowed] = &[
         },
     },
     Allowed {
+        name: "portmap refuses a protocol on ADD",
+        group: Group::Unexplained,
+        reason: "a mapping with protocol icmp: ours refuses the ADD (code 7), the reference's succeeds",
+        matches: |c| {
+            c.plugin(Plugin::Portmap)
+                && c.ours.status != 0
+                && c.theirs.status == 0
+                && c.ours.json["code"] == 7
+                && c.conf()["runtimeConfig"]["portMappings"].as_array().is_some_and(|m| {
+                    m.iter().any(|x| {
+                        !matches!(
+                            x["protocol"].as_str().map(str::to_ascii_lowercase).as_deref(),
+                            Some("tcp" | "udp" | "sctp")
+                        )
+                    })
+                })
+        },
+    },
+    Allowed {
+        name: "portmap protocol case",
+        group: Group::Unexplained,
+        reason: "\"TCP\" and \"tcp\" mappings: the reference groups them by the literal string (two \
+                 multiport jumps), ours by the protocol (one jump); same ports published",
+        matches: |c| {
+            c.plugin(Plugin::Portmap)
+                && (c.class("kernel:host:iptables") || c.class("kernel:host:ip6tables"))
+                && c.conf()["runtimeConfig"]["portMappings"].as_array().is_some_and(|m| {
+                    m.iter().any(|x| x["protocol"].as_str().is_some_and(|p| p.chars().any(|ch| ch.is_ascii_uppercase())))
+                })
+        },
+    },
+    Allowed {
         name: "loopback DEL with a path that is not a netns",
         group: Group::Unexplained,
         reason: "loopback DEL given a file that is not a netns succeeds; the reference fails \"error \
