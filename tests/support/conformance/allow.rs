@@ -97,7 +97,7 @@ pub const ALLOWED: &[Allowed] = &[
         matches: |c| {
             // host-local reads cniVersion, name, ipam, runtimeConfig and args of every config
             c.plugin(Plugin::HostLocal) && c.step.has_prefix("key-case:")
-                || ["cniVersion", "name", "ipam", "runtimeConfig", "args"]
+                || ["cniVersion", "name", "ipam", "runtimeConfig", "args", "prevResult"]
                     .iter()
                     .any(|k| c.step.has(&format!("key-case-key:{k}")))
                 || c.step.has("key-case:ipam")
