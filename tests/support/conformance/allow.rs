@@ -245,11 +245,20 @@ pub const ALLOWED: &[Allowed] = &[
     Allowed {
         name: "portmap duplicated mappings",
         group: Group::Unexplained,
-        reason: "two identical entries in portMappings: the reference writes the rules twice, ours once",
+        reason: "two portMappings entries with one (protocol, hostPort): the reference writes identical \
+                 entries' rules twice and a shared host port's SETMARK rules once; ours the reverse",
         matches: |c| {
             c.plugin(Plugin::Portmap)
                 && c.conf()["runtimeConfig"]["portMappings"].as_array().is_some_and(|m| {
-                    m.iter().enumerate().any(|(i, x)| m[i + 1..].contains(x))
+                    let key = |x: &Value| {
+                        (
+                            x["hostPort"].clone(),
+                            x["protocol"].as_str().map(str::to_ascii_lowercase),
+                        )
+                    };
+                    m.iter()
+                        .enumerate()
+                        .any(|(i, x)| m[i + 1..].iter().any(|y| key(x) == key(y)))
                 })
                 && (c.class("kernel:host:iptables") || c.class("kernel:host:ip6tables"))
         },
