@@ -298,8 +298,19 @@ pub const ALLOWED: &[Allowed] = &[
         reason: "the reference maps only the prevResult addresses of the interface named CNI_IFNAME \
                  (none for ifname lo: it succeeds and maps nothing); ours maps every container address",
         matches: |c| {
+            // CNI_IFNAME names no container interface of the prevResult (e.g. lo, or eth1 for a
+            // second attachment chained with a prevResult naming eth0)
+            let sandboxed: Vec<&str> = c.conf()["prevResult"]["interfaces"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter(|i| i.get("sandbox").is_some())
+                        .filter_map(|i| i["name"].as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
             c.plugin(Plugin::Portmap)
-                && c.step.has("env:ifname")
+                && !sandboxed.contains(&c.step.ifname.as_str())
                 && c.ours.status == 0
                 && (c.class_starts("kernel:host:") || c.class("status"))
         },

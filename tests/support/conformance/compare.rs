@@ -51,6 +51,8 @@ pub fn message_class(msg: &str) -> &'static str {
             ],
         ),
         ("args", &["args", "unknown key"]),
+        // "rule missing" reports absent state, like "not found", not a missing input
+        ("not-found", &["rule missing"]),
         ("missing", &["missing", "required"]),
         ("exists", &["exists", "already"]),
         (
