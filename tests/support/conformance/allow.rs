@@ -197,7 +197,9 @@ pub const ALLOWED: &[Allowed] = &[
         group: Group::Unexplained,
         reason: "chained plugins print prevResult as given; the reference parses and re-prints it, \
                  dropping keys it does not know",
-        matches: |c| c.step.has("unknown-key:prevResult") && c.class_starts("result:") && c.diff.theirs == "<absent>",
+        matches: |c| (c.step.has("unknown-key:prevResult") || c.step.has("stdin:wrong-types"))
+                && c.class_starts("result:")
+                && c.diff.theirs == "<absent>",
     },
     Allowed {
         name: "portmap hostIP",
