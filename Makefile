@@ -4,7 +4,7 @@ PREFIX ?= /opt/cni
 CARGO ?= cargo
 PLUGINS := bridge host-local portmap loopback
 
-.PHONY: build release test test-vm lint demo bench bench-host-local bench-bridge install
+.PHONY: build release test test-vm lint demo bench bench-host-local bench-bridge install conformance
 
 build:
 	$(CARGO) build --workspace --bins
@@ -43,3 +43,11 @@ install: release
 	install -d $(DESTDIR)$(PREFIX)/bin
 	for p in $(PLUGINS); do install -m 0755 target/release/$$p $(DESTDIR)$(PREFIX)/bin/; done
 	install -D -m 0755 target/release/cnitool $(DESTDIR)/usr/local/bin/cnitool
+
+# The differential fuzzer's long campaign against /usr/lib/cni (root; twin sandboxes).
+# CONFORMANCE_REQUESTS requests per side; FUZZ_SEED picks the campaign (default: the time).
+CONFORMANCE_REQUESTS ?= 20000
+FUZZ_SEED ?= $(shell date +%s)
+conformance: build
+	FUZZ_SEED=$(FUZZ_SEED) FUZZ_REQUESTS=$(CONFORMANCE_REQUESTS) \
+	  $(CARGO) test --test conformance -- --nocapture

@@ -509,3 +509,42 @@ fn go_cased_and_repeated_keys_match_the_reference() {
     assert_eq!(states[0].2 .1, "02:00:00:00:00:09", "args.cni.mac read");
     assert!(states[0].3, "ipMasq read");
 }
+
+/// Found by the conformance fuzzer: an L2-only attachment gets no container sysctls, and an
+/// IPAM route with no gateway of its family is added with scope universe, as the reference does.
+#[test]
+fn l2_only_sysctls_and_gatewayless_routes_match_the_reference() {
+    if !privileged() {
+        return;
+    }
+    let Some((ours, theirs)) = sides() else {
+        return;
+    };
+    let cases = [
+        (
+            "l2-only",
+            json!({ "ipam": {} }),
+            "sysctl -n net.ipv4.conf.eth0.arp_notify net.ipv6.conf.eth0.accept_dad",
+        ),
+        (
+            "v6 range, v4 default route",
+            json!({
+                "isDefaultGateway": true,
+                "ipam": { "type": "host-local", "ranges": [[{ "subnet": "fd00:47::/64" }]], "routes": [{ "dst": "0.0.0.0/0" }] }
+            }),
+            "ip -4 route show; ip -6 route show | grep -v ^fe80",
+        ),
+    ];
+    for (what, extra, probe) in cases {
+        let mut seen = Vec::new();
+        for side in [&ours, &theirs] {
+            in_sandbox(|| {
+                let ns = Netns::new();
+                run(side, "ADD", "c1", &ns, "1.0.0", &extra).ok();
+                seen.push(ns.sh(probe));
+                run(side, "DEL", "c1", &ns, "1.0.0", &extra).ok();
+            });
+        }
+        assert_eq!(seen[0], seen[1], "{what}: ours vs reference");
+    }
+}

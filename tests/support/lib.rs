@@ -3,6 +3,7 @@
 //! CNI_* variables, config on stdin).
 
 pub mod chain;
+pub mod conformance;
 pub mod sandbox;
 
 use serde_json::Value;

@@ -197,11 +197,12 @@ fn dispatch(
     if let Some(v) = &config.cni_version {
         said.reply_version.clone_from(v);
     }
+    // The reference's order: network name, container id and ifname, then the version.
+    validate_network_name(&config.name)?;
+    invocation.validate_identity()?;
     let (version_text, version) =
         version::negotiate(config.cni_version.as_deref(), &config.cni_versions)?;
     said.reply_version.clone_from(&version_text);
-    validate_network_name(&config.name)?;
-    invocation.validate_identity()?;
     let min = match invocation.command {
         Command::Check => Some(Version::V0_4_0),
         Command::Gc | Command::Status => Some(Version::V1_1_0),

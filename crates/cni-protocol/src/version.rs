@@ -110,13 +110,17 @@ pub fn negotiate(
     if let Some(found) = best {
         return Ok(found);
     }
-    // Malformed text is a decode error; well-formed but unknown is an incompatibility.
-    Version::parse(declared)?;
+    // Malformed text is an incompatibility too, as in the reference; the details are Go's
+    // `%q` of the string and of the list.
+    let supported: Vec<String> = SUPPORTED_VERSIONS
+        .iter()
+        .map(|v| format!("{v:?}"))
+        .collect();
     Err(
         CniError::new(ErrorCode::IncompatibleVersion, "incompatible CNI versions").with_details(
             format!(
-                "config is {declared:?}, plugin supports {:?}",
-                SUPPORTED_VERSIONS
+                "config is {declared:?}, plugin supports [{}]",
+                supported.join(" ")
             ),
         ),
     )
@@ -178,10 +182,14 @@ mod tests {
         assert_eq!(negotiate(Some("0.4.0"), &list).unwrap().0, "1.1.0");
         let err = negotiate(Some("9.9.9"), &[]).unwrap_err();
         assert_eq!(err.code, ErrorCode::IncompatibleVersion);
-        assert!(err.details.contains("9.9.9") && err.details.contains("1.1.0"));
+        assert!(err
+            .details
+            .starts_with(r#"config is "9.9.9", plugin supports ["0.1.0" "0.2.0""#));
+        assert!(err.details.ends_with(r#" "1.1.0"]"#), "{}", err.details);
+        // Malformed text: the reference answers an incompatibility, not a decode error.
         assert_eq!(
             negotiate(Some("garbage"), &[]).unwrap_err().code,
-            ErrorCode::Decode
+            ErrorCode::IncompatibleVersion
         );
     }
 }

@@ -91,9 +91,9 @@ pub fn configure_interface(
             gateway_v6
         });
         let mut route = Route::new(r.dst).dev(link.index);
-        match gw {
-            Some(gw) => route = route.via(gw),
-            None => route = route.scope(Scope::Link),
+        // Without a gateway the route keeps scope universe, as the reference adds it.
+        if let Some(gw) = gw {
+            route = route.via(gw);
         }
         if let Some(p) = r.priority {
             route = route.metric(p);

@@ -258,7 +258,7 @@ impl Bridge {
             result.routes = plan.routes;
             result.dns = ipam.dns;
         } else {
-            container::write_sysctls(&netns, conf, &inv.ifname, false)?;
+            // No sysctls here: the reference sets accept_dad/arp_notify only on an L3 interface.
             if !conf.disable_container_interface {
                 container.set_link_up(container_link.index).map_err(|e| {
                     CniError::internal(format!("failed to set {:?} up: {e}", inv.ifname))
