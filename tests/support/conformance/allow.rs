@@ -269,9 +269,9 @@ pub const ALLOWED: &[Allowed] = &[
     },
     Allowed {
         name: "loopback DEL with a path that is not a netns",
-        group: Group::Unexplained,
-        reason: "loopback DEL given a file that is not a netns succeeds; the reference fails \"error \
-                 switching to ns\"; the README's loopback section does not say so",
+        group: Group::Intentional,
+        reason: "loopback DEL given a file that is not a netns succeeds (nothing to bring down, DEL is \
+                 idempotent); the reference fails \"error switching to ns\" (README)",
         matches: |c| {
             c.plugin(Plugin::Loopback) && c.step.verb == "DEL" && c.step.netns == NetnsKind::NotNetns && c.ours.status == 0
         },
