@@ -11,8 +11,6 @@ use ipnetwork::IpNetwork;
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-pub const ABOUT: &str = concat!("CNI host-local plugin v", env!("CARGO_PKG_VERSION"));
-
 pub struct HostLocal;
 
 fn store_error(e: StoreError) -> CniError {

@@ -8,8 +8,6 @@ use firewall::portmap_iptables::{self, IptablesOptions};
 use firewall::Attachment;
 use ipnetwork::IpNetwork;
 
-pub const ABOUT: &str = concat!("CNI portmap plugin v", env!("CARGO_PKG_VERSION"));
-
 pub struct Portmap;
 
 fn fw(e: firewall::Error) -> CniError {
