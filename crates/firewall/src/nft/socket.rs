@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 /// Dumps are sent in chunks of at most 32 KiB; a larger buffer never truncates.
 const RX_BUF: usize = 64 * 1024;
 /// Replies to a request are queued before `send` returns; this only guards against a kernel
-/// that never answers.
-const RX_TIMEOUT_SECS: libc::time_t = 10;
+/// that never answers. (Not `libc::time_t`: deprecated on musl, whose time_t changes width.)
+const RX_TIMEOUT_SECS: u8 = 10;
 const SOL_NETLINK: libc::c_int = 270;
 const NETLINK_CAP_ACK: libc::c_int = 10;
 /// How often a transaction is tried when the ruleset keeps changing under it.
@@ -110,7 +110,7 @@ fn setsockopt_int(
 
 fn set_rx_timeout(fd: libc::c_int) -> io::Result<()> {
     let tv = libc::timeval {
-        tv_sec: RX_TIMEOUT_SECS,
+        tv_sec: RX_TIMEOUT_SECS.into(),
         tv_usec: 0,
     };
     // SAFETY: `tv` outlives the call and the length matches its type.
