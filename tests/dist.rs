@@ -6,6 +6,7 @@
 use cni_suite_tests::sandbox::{in_sandbox, privileged, Netns};
 use cni_suite_tests::{lease_names, our_plugin, release_of, Call};
 use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -254,23 +255,60 @@ fn arm64_host_local_adds_checks_deletes_and_collects_under_qemu() {
     assert_eq!(lease_names(&net), ["10.77.0.4"]);
 }
 
+/// What qemu-user (7.2) lets the arm64 network plugins do: it translates NETLINK_ROUTE, so
+/// loopback and bridge without masquerade work end to end; it has no NETLINK_NETFILTER, so
+/// nftables masquerade, portmap, and with `ipMasq` bridge's DEL (which cleans both masquerade
+/// backends) fail with EPROTONOSUPPORT and stay untested on arm64.
 #[test]
 #[ignore = "needs `make dist`; run by `make dist-check`"]
-fn arm64_bridge_and_loopback_run_under_qemu() {
+fn arm64_loopback_and_bridge_work_under_qemu_as_far_as_qemu_user_allows() {
     if !privileged() {
         return;
     }
     let arm = unpacked("arm64");
+    // qemu-user runs an exec'ed arm64 binary only with binfmt_misc set up; CI machines need not
+    // have it, so bridge finds host-local as a script that starts it under qemu.
+    let cni_path = tempfile::tempdir().expect("tempdir");
+    let wrapper = cni_path.path().join("host-local");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {QEMU} {} \"$@\"\n",
+            arm.path().join("host-local").display()
+        ),
+    )
+    .expect("write wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let data = tempfile::tempdir().expect("tempdir");
     in_sandbox(|| {
         let ns = Netns::new();
-        let lo = Call::new(
-            "ADD",
-            "c1",
-            json!({"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}).to_string(),
-        )
-        .netns(&ns.path_str())
-        .under(Path::new(QEMU))
-        .run(&arm.path().join("loopback"));
-        eprintln!("loopback under qemu: {lo:?}");
+        let call = |plugin: &str, verb: &str, ifname: &str, conf: &Value| {
+            Call::new(verb, "c1", conf.to_string())
+                .netns(&ns.path_str())
+                .ifname(ifname)
+                .cni_path(&cni_path.path().display().to_string())
+                .under(Path::new(QEMU))
+                .run(&arm.path().join(plugin))
+        };
+        ns.sh("ip link set lo down");
+        let lo = json!({"cniVersion": "1.0.0", "name": "lo", "type": "loopback"});
+        call("loopback", "ADD", "lo", &lo).ok();
+        assert!(ns.sh("ip -br link show lo").contains("UP"));
+
+        let conf = json!({
+            "cniVersion": "1.0.0", "name": "armnet", "type": "bridge", "bridge": "armbr0",
+            "isGateway": true,
+            "ipam": { "type": "host-local", "subnet": "10.78.0.0/24", "dataDir": data.path() },
+        });
+        let added = call("bridge", "ADD", "eth0", &conf).ok();
+        assert_eq!(added["ips"][0]["address"], "10.78.0.2/24", "{added}");
+        assert!(ns.sh("ip -br addr show eth0").contains("10.78.0.2/24"));
+        assert!(ns.sh_ok("ping -c1 -W2 10.78.0.1"));
+        let mut check = conf.clone();
+        check["prevResult"] = added;
+        call("bridge", "CHECK", "eth0", &check).ok();
+        call("bridge", "DEL", "eth0", &conf).ok();
+        assert!(!ns.sh_ok("ip link show eth0"));
+        assert!(lease_names(&data.path().join("armnet")).is_empty());
     });
 }
