@@ -68,7 +68,7 @@ pub fn run_startup(args: &[String]) -> Result<bool, String> {
 fn host_local_add_rss(path: &Path) -> Result<i64, String> {
     let data = TempDir::new_in(&std::env::temp_dir(), "startup")?;
     let conf = serde_json::json!({
-        "cniVersion": "1.1.0", "name": "startup", "type": "bridge",
+        "cniVersion": "1.0.0", "name": "startup", "type": "bridge",
         "ipam": { "type": "host-local", "subnet": "10.99.0.0/16", "dataDir": data.path() },
     })
     .to_string();
