@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make dist-check` (after `make dist`; CI runs it): checks the release tarballs in dist/.
+# `make dist-check` (CI runs it; builds dist/ first): checks the release tarballs in dist/.
 #  1. tests/dist.rs: layout, checksum files, static ELF for the right arch, no build paths, the
 #     version in every about text, and the arm64 binaries under qemu-aarch64-static;
 #  2. the black-box tests (and the differential ones) on the amd64 tarball's binaries, through
@@ -15,6 +15,10 @@ version=${CNI_RS_VERSION:-$(tools/version.sh)}
 export CNI_DIST_VERSION=$version
 
 step() { printf '\n== dist-check: %s (%(%T)T)\n' "$*" -1 >&2; }
+
+# dist/ must be this commit's: the tarballs' mtimes are the commit time, so a dist/ left from an
+# earlier commit differs from the clean clone's build. A no-op when it is already current.
+tools/dist.sh
 
 step "tarballs, static-ness, version, arm64 under qemu"
 cargo test -q --test dist -- --include-ignored
