@@ -4,16 +4,24 @@ PREFIX ?= /opt/cni
 CARGO ?= cargo
 PLUGINS := bridge host-local portmap loopback
 
-.PHONY: build release test test-vm lint demo bench bench-host-local bench-bridge install conformance
+.PHONY: build release test test-vm lint demo bench bench-host-local bench-bridge bench-startup install deps-demo deps-test dist dist-check conformance
 
 build:
 	$(CARGO) build --workspace --bins
 
+# Release builds carry `git describe --tags` (or the crate version) in their about text and logs.
 release:
-	$(CARGO) build --release --workspace --bins
+	CNI_RS_VERSION=$$(tools/version.sh) $(CARGO) build --release --workspace --bins
+
+# tools/deps.sh installs exactly the missing Debian packages (as root) or says what to install.
+deps-demo:
+	tools/deps.sh demo
+
+deps-test:
+	tools/deps.sh test
 
 # Black-box tests exec the built binaries, so build them first; the demo is part of the tests.
-test: build
+test: deps-test build
 	$(CARGO) test --workspace
 	DEMO_PROFILE=debug demo/demo.sh
 
@@ -26,8 +34,17 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-demo:
+demo: deps-demo
 	demo/demo.sh
+
+# Static amd64/arm64 tarballs with checksums in dist/ (tools/dist.sh), and their checks:
+# static-ness, layout, the black-box tests on the amd64 binaries, an arm64 smoke test under
+# qemu, and a second build from a clean clone that must give byte-identical tarballs.
+dist:
+	tools/dist.sh
+
+dist-check:
+	tools/dist-check.sh
 
 # Both benchmarks; bench-bridge needs root (it sandboxes itself with unshare --net --mount).
 bench: bench-host-local bench-bridge
@@ -37,6 +54,10 @@ bench-host-local:
 
 bench-bridge:
 	bench/bridge.sh
+
+# Static (dist tarball) vs glibc vs reference: size, VERSION exec time, peak RSS.
+bench-startup: dist
+	bench/startup.sh
 
 # Puts the plugins where runtimes look for them (/opt/cni/bin by default) and cnitool in bin/.
 install: release

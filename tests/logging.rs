@@ -2,7 +2,7 @@
 //! the plugins' diagnostics, while stdout stays pure protocol JSON.
 
 use cni_suite_tests::sandbox::{in_sandbox, privileged, Netns};
-use cni_suite_tests::{our_plugin, Call};
+use cni_suite_tests::{our_plugin, release_of, Call};
 use serde_json::{json, Value};
 use std::fs;
 use std::path::Path;
@@ -36,6 +36,8 @@ fn host_local_appends_one_line_per_invocation_to_the_log_file() {
     let log = dir.path().join("cni.log");
     let conf = net_conf(dir.path(), json!(log), "10.42.0.0/29", json!({}));
     let host_local = our_plugin("host-local");
+    // Log lines name the plugin and its release: "host-local v0.1.0: ...".
+    let hl = format!("host-local {}", release_of(&host_local));
     let added = Call::new("ADD", "c1", conf.clone()).run(&host_local).ok();
     assert_eq!(added["ips"][0]["address"], "10.42.0.2/29");
     // Exhaust the /29 (.2-.6), then one more fails with its error in the log.
@@ -61,16 +63,20 @@ fn host_local_appends_one_line_per_invocation_to_the_log_file() {
     let lines = lines(&log);
     assert_eq!(lines.len(), 9, "{lines:#?}");
     assert!(
-        lines[7].ends_with("host-local: GC without cni.dev/valid-attachments: nothing released"),
+        lines[7].ends_with(&format!(
+            "{hl}: GC without cni.dev/valid-attachments: nothing released"
+        )),
         "{}",
         lines[7]
     );
     assert!(lines[8].contains("GC network \"lognet\""), "{}", lines[8]);
     let first = &lines[0];
-    // 2026-11-23T09:30:00.123Z [pid] host-local: ADD network "lognet" container "c1" ...
+    // 2026-11-23T09:30:00.123Z [pid] host-local v0.1.0: ADD network "lognet" container "c1" ...
     assert!(first.len() > 24 && first.as_bytes()[23] == b'Z', "{first}");
     assert!(
-        first.contains(r#"host-local: ADD network "lognet" container "c1" ifname "eth0" -> ok ("#),
+        first.contains(&format!(
+            r#"{hl}: ADD network "lognet" container "c1" ifname "eth0" -> ok ("#
+        )),
         "{first}"
     );
     assert!(
@@ -132,6 +138,10 @@ fn bridge_and_its_ipam_delegate_share_the_log_file() {
         );
         let ns = Netns::new();
         let bridge = our_plugin("bridge");
+        let (hl, br) = (
+            format!("host-local {}", release_of(&our_plugin("host-local"))),
+            format!("bridge {}", release_of(&bridge)),
+        );
         Call::new("ADD", "c1", conf.clone())
             .netns(&ns.path_str())
             .run(&bridge)
@@ -147,9 +157,12 @@ fn bridge_and_its_ipam_delegate_share_the_log_file() {
                 "no line with {needle:?} in {lines:#?}"
             );
         };
-        find(r#"host-local: ADD network "lognet" container "c1" ifname "eth0" -> ok"#);
-        find(r#"bridge: ADD network "lognet" container "c1" ifname "eth0" -> ok"#);
-        find(r#"host-local: DEL network "lognet" container "c1" ifname "eth0" -> ok"#);
-        find(r#"bridge: DEL network "lognet" container "c1" ifname "eth0" -> ok"#);
+        for who in [&hl, &br] {
+            for verb in ["ADD", "DEL"] {
+                find(&format!(
+                    r#"{who}: {verb} network "lognet" container "c1" ifname "eth0" -> ok"#
+                ));
+            }
+        }
     });
 }

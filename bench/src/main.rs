@@ -7,6 +7,7 @@ mod args;
 mod bridge;
 mod exec;
 mod host_local;
+mod startup;
 mod stats;
 mod tempdir;
 
@@ -42,6 +43,11 @@ subcommands:
                  --tmpdir DIR       where host-local data dirs go (default $TMPDIR or /tmp)
                  --pod-ipv6 on|off  off disables IPv6 in the pod netns (no link-local traffic
                                     flooded over the bridge; default on)
+  startup      size, VERSION exec time and peak RSS of each plugin, per build (bench/startup.sh
+               compares the static release tarball, the glibc release build and the reference)
+               options:
+                 --dirs L=DIR,...   the builds to compare, as label=directory (required)
+                 --n N              measured VERSION execs per binary (default 300)
   help         show this text
 ";
 
@@ -52,6 +58,7 @@ fn main() -> ExitCode {
     let result = match sub.as_deref() {
         Some("host-local") => host_local::run(&rest),
         Some("bridge") => bridge::run(&rest),
+        Some("startup") => startup::run_startup(&rest),
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

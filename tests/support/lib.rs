@@ -19,8 +19,13 @@ pub fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
-/// The directory holding our built binaries (`target/debug` for `cargo test`).
+/// The directory holding our built binaries: `target/debug` for `cargo test`, or
+/// `CNI_TEST_BIN_DIR` when set (`make dist-check` runs the black-box tests on the release
+/// tarball's static binaries that way).
 pub fn our_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CNI_TEST_BIN_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     // The test executable lives in target/<profile>/deps/.
     let exe = std::env::current_exe().expect("current_exe");
     exe.parent()
@@ -57,6 +62,19 @@ pub fn reference_plugin(name: &str) -> Option<PathBuf> {
         path.display()
     );
     None
+}
+
+/// The release a plugin says it is ("v0.1.0" from "CNI bridge plugin v0.1.0", its about text
+/// printed when CNI_COMMAND is unset); the version log-file lines carry too.
+pub fn release_of(plugin: &Path) -> String {
+    let reply = Call::new("", "", "").unset("CNI_COMMAND").run(plugin);
+    let first = reply.stderr.lines().next().unwrap_or_default().to_string();
+    let name = plugin.file_name().unwrap_or_default().to_string_lossy();
+    let release = first
+        .strip_prefix(&format!("CNI {name} plugin "))
+        .unwrap_or_else(|| panic!("no about text from {}: {reply:?}", plugin.display()));
+    assert!(release.starts_with('v'), "{first}");
+    release.to_string()
 }
 
 /// What a plugin printed and how it exited.
@@ -112,6 +130,8 @@ pub struct Call {
     pub stdin: String,
     /// Variables to leave out entirely (to test missing-variable errors).
     pub unset: Vec<&'static str>,
+    /// A program the plugin runs under (`qemu-aarch64-static` for the arm64 release binaries).
+    pub runner: Option<PathBuf>,
 }
 
 impl Call {
@@ -125,7 +145,13 @@ impl Call {
             cni_path: our_bin_dir().display().to_string(),
             stdin: stdin.into(),
             unset: Vec::new(),
+            runner: None,
         }
+    }
+
+    pub fn under(mut self, runner: &Path) -> Call {
+        self.runner = Some(runner.to_path_buf());
+        self
     }
 
     pub fn ifname(mut self, ifname: &str) -> Call {
@@ -169,7 +195,14 @@ impl Call {
 
     /// Prepares the process without starting it (for concurrent runs).
     pub fn command(&self, plugin: &Path) -> Command {
-        let mut cmd = Command::new(plugin);
+        let mut cmd = match &self.runner {
+            Some(runner) => {
+                let mut cmd = Command::new(runner);
+                cmd.arg(plugin);
+                cmd
+            }
+            None => Command::new(plugin),
+        };
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .envs(self.env())

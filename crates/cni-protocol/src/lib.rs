@@ -14,6 +14,14 @@ pub mod result;
 pub mod skel;
 pub mod version;
 
+/// This build's release version: `CNI_RS_VERSION` at build time (`make dist`, `make release`
+/// and `make install` pass `git describe --tags`, see tools/version.sh), else the crate version.
+/// Every plugin's about text and log-file lines carry it, as the reference's carry theirs.
+pub const RELEASE: &str = match option_env!("CNI_RS_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 pub use config::NetConf;
 pub use env::{Command, Invocation};
 pub use error::{CniError, ErrorCode};

@@ -1,6 +1,6 @@
 //! Diagnostics. Stdout belongs to the protocol, so messages go to stderr, which runtimes pass
 //! to their own log, and, when the network config names one (`"logFile": "/var/log/cni.log"`),
-//! are appended to that file with a timestamp, the process id and the plugin's name, together
+//! are appended to that file with a timestamp, the process id and the plugin's name and version, together
 //! with one line per invocation saying what was asked and how it ended. Logging never fails a
 //! command: a log file that cannot be written is reported once on stderr and ignored.
 
@@ -81,10 +81,11 @@ pub fn to_file(message: &str) {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let line = format!(
-        "{} [{}] {}: {}\n",
+        "{} [{}] {} v{}: {}\n",
         utc_timestamp(now.as_secs(), now.subsec_millis()),
         std::process::id(),
         sink.plugin,
+        crate::RELEASE,
         message.trim_end()
     );
     // One write(2) per line on an O_APPEND file: lines of concurrent plugins do not interleave.

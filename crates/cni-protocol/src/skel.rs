@@ -61,12 +61,13 @@ impl Request {
     }
 }
 
-/// Runs `plugin` against the process environment and stdio and exits.
-pub fn main(plugin: &dyn Plugin, about: &str) -> ! {
+/// Runs `plugin` (`name` is "bridge", "host-local", ...) against the process environment and
+/// stdio and exits.
+pub fn main(plugin: &dyn Plugin, name: &str) -> ! {
     let env = |k: &str| std::env::var(k).ok();
     let code = run(
         plugin,
-        about,
+        &about(name),
         &env,
         &mut std::io::stdin().lock(),
         &mut std::io::stdout().lock(),
@@ -132,6 +133,11 @@ struct Said {
     reply_version: String,
     /// "ADD network ... container ... ifname ..." once known and a log file is open.
     context: String,
+}
+
+/// The about text printed without CNI_COMMAND: "CNI bridge plugin v0.1.0".
+pub fn about(name: &str) -> String {
+    format!("CNI {name} plugin v{}", crate::RELEASE)
 }
 
 /// "bridge" from "CNI bridge plugin v0.1.0".

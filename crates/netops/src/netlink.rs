@@ -111,7 +111,7 @@ impl NetlinkSocket {
     pub fn set_receive_timeout(&self, timeout: std::time::Duration) -> io::Result<()> {
         use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
         let tv = nix::sys::time::TimeVal::from(libc::timeval {
-            tv_sec: timeout.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+            tv_sec: timeout.as_secs().try_into().unwrap_or(i64::MAX),
             tv_usec: timeout.subsec_micros().into(),
         });
         setsockopt(&self.sock, ReceiveTimeout, &tv).map_err(io::Error::from)

@@ -69,8 +69,9 @@ impl Netns {
         match unsafe { ns_get_nstype(self.file.as_raw_fd()) } {
             Ok(t) if t == libc::CLONE_NEWNET => Ok(()),
             Ok(_) => Err(not_netns()),
-            // Kernels before 4.11 lack the ioctl; nsfs magic is the best we can do there.
-            Err(nix::errno::Errno::ENOTTY) => Ok(()),
+            // Kernels before 4.11 lack the ioctl (ENOTTY), and user-mode emulators such as
+            // qemu-user do not pass it on (ENOSYS): nsfs magic is the best we can do there.
+            Err(nix::errno::Errno::ENOTTY | nix::errno::Errno::ENOSYS) => Ok(()),
             Err(e) => Err(Error::from_errno(
                 format!("checking network namespace {}", self.path.display()),
                 e as i32,

@@ -1,3 +1,3 @@
 fn main() {
-    cni_protocol::skel::main(&host_local::plugin::HostLocal, host_local::plugin::ABOUT)
+    cni_protocol::skel::main(&host_local::plugin::HostLocal, "host-local")
 }

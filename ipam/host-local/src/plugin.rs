@@ -13,8 +13,6 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
-pub const ABOUT: &str = concat!("CNI host-local plugin v", env!("CARGO_PKG_VERSION"));
-
 pub struct HostLocal;
 
 fn store_error(e: StoreError) -> CniError {

@@ -12,4 +12,4 @@ pub mod naming;
 pub mod plan;
 mod plugin;
 
-pub use plugin::{Bridge, ABOUT};
+pub use plugin::Bridge;

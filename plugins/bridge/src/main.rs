@@ -1,3 +1,3 @@
 fn main() {
-    cni_protocol::skel::main(&bridge::Bridge, bridge::ABOUT)
+    cni_protocol::skel::main(&bridge::Bridge, "bridge")
 }

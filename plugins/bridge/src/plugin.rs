@@ -12,8 +12,6 @@ use cni_protocol::{CniError, CniResult, Command, ErrorCode, Plugin, Request};
 use netops::{AddrGenMode, Link, MacAddr, Netns, RouteSocket, VethEnd};
 use std::path::Path;
 
-pub const ABOUT: &str = concat!("CNI bridge plugin v", env!("CARGO_PKG_VERSION"));
-
 pub struct Bridge;
 
 /// What a failed ADD must take back, in reverse order of creation.

@@ -11,8 +11,6 @@ use netops::{Link, Netns, RouteSocket};
 use serde_json::{json, Value};
 use std::path::Path;
 
-pub const ABOUT: &str = concat!("CNI loopback plugin v", env!("CARGO_PKG_VERSION"));
-
 /// The loopback device's name in every netns.
 const LO: &str = "lo";
 /// What the reference reports as `lo`'s hardware address.

@@ -1,3 +1,3 @@
 fn main() {
-    cni_protocol::skel::main(&loopback::Loopback, loopback::ABOUT)
+    cni_protocol::skel::main(&loopback::Loopback, "loopback")
 }

@@ -4,4 +4,4 @@
 pub mod config;
 mod plugin;
 
-pub use plugin::{Portmap, ABOUT};
+pub use plugin::Portmap;

@@ -1,3 +1,3 @@
 fn main() {
-    cni_protocol::skel::main(&portmap::Portmap, portmap::ABOUT)
+    cni_protocol::skel::main(&portmap::Portmap, "portmap")
 }

@@ -9,8 +9,6 @@ use firewall::Attachment;
 use ipnetwork::IpNetwork;
 use netops::conntrack::IPPROTO_UDP;
 
-pub const ABOUT: &str = concat!("CNI portmap plugin v", env!("CARGO_PKG_VERSION"));
-
 pub struct Portmap;
 
 fn fw(e: firewall::Error) -> CniError {
