@@ -206,25 +206,34 @@ fn dispatch(
     // The reference's order: network name, container id and ifname, then the version.
     validate_network_name(&config.name)?;
     invocation.validate_identity()?;
-    let (version_text, version) =
-        version::negotiate(config.cni_version.as_deref(), &config.cni_versions)?;
-    said.reply_version.clone_from(&version_text);
     let min = match invocation.command {
         Command::Check => Some(Version::V0_4_0),
         Command::Gc | Command::Status => Some(Version::V1_1_0),
         _ => None,
     };
     if let Some(min) = min {
-        if version < min {
-            return Err(CniError::new(
+        // Verbs newer than the first spec parse the declared version first (a malformed one is
+        // a decode error here, not an incompatibility), then compare it with theirs and ours.
+        let declared = Version::parse(config.cni_version.as_deref().unwrap_or(""))?;
+        let refuse = |whose: &str| {
+            CniError::new(
                 ErrorCode::IncompatibleVersion,
                 format!(
-                    "config version does not allow {}",
+                    "{whose} version does not allow {}",
                     invocation.command.as_str()
                 ),
-            ));
+            )
+        };
+        if declared < min {
+            return Err(refuse("config"));
+        }
+        if declared > version::newest_supported() {
+            return Err(refuse("plugin"));
         }
     }
+    let (version_text, version) =
+        version::negotiate(config.cni_version.as_deref(), &config.cni_versions)?;
+    said.reply_version.clone_from(&version_text);
     if matches!(invocation.command, Command::Add | Command::Del)
         && !netns_override(env("CNI_NETNS_OVERRIDE").as_deref())
         && invocation
@@ -376,6 +385,12 @@ mod tests {
         assert_eq!(code_of(&bad_id, r#"{"cniVersion":"1.0.0","name":"n"}"#), 4);
         let check = [&[("CNI_COMMAND", "CHECK")], &ADD[1..]].concat();
         assert_eq!(code_of(&check, r#"{"cniVersion":"0.3.1","name":"n"}"#), 1);
+        // The reference's order: CHECK parses the version first (malformed: decode error), and
+        // the name comes before the version for every verb.
+        assert_eq!(code_of(&check, r#"{"cniVersion":"dup","name":"n"}"#), 6);
+        assert_eq!(code_of(&check, r#"{"cniVersion":"9.9.9","name":"n"}"#), 1);
+        assert_eq!(code_of(ADD, r#"{"cniVersion":"dup","name":"n"}"#), 1);
+        assert_eq!(code_of(ADD, r#"{"cniVersion":"9.9.9"}"#), 7);
         let status = [("CNI_COMMAND", "STATUS"), ("CNI_PATH", "/p")];
         assert_eq!(code_of(&status, r#"{"cniVersion":"1.0.0","name":"n"}"#), 1);
         assert_eq!(code_of(&status, r#"{"cniVersion":"1.1.0","name":"n"}"#), 50);

@@ -33,6 +33,7 @@ pub enum ResultShape {
 }
 
 impl Version {
+    pub const V0_1_0: Version = Version::new(0, 1, 0);
     pub const V0_3_0: Version = Version::new(0, 3, 0);
     pub const V0_4_0: Version = Version::new(0, 4, 0);
     pub const V1_0_0: Version = Version::new(1, 0, 0);
@@ -46,8 +47,12 @@ impl Version {
         }
     }
 
-    /// `MAJOR[.MINOR[.PATCH]]`; anything else is a decode error (code 6), as in the reference.
+    /// `MAJOR[.MINOR[.PATCH]]` (empty means 0.1.0); anything else is a decode error (code 6)
+    /// worded as the reference's Go parser words it.
     pub fn parse(text: &str) -> Result<Version, CniError> {
+        if text.is_empty() {
+            return Ok(Version::V0_1_0);
+        }
         let parts: Vec<&str> = text.split('.').collect();
         if parts.len() > 3 {
             return Err(CniError::new(
@@ -56,12 +61,13 @@ impl Version {
             ));
         }
         let mut nums = [0u32; 3];
-        for (i, (part, name)) in parts.iter().zip(["major", "minor", "patch"]).enumerate() {
+        for (i, (part, name)) in parts.iter().zip(["major", "minor", "micro"]).enumerate() {
             nums[i] = part.parse().map_err(|_| {
                 CniError::new(
                     ErrorCode::Decode,
                     format!(
-                        "failed to convert {name} version part {part:?} of {text:?}: not a number"
+                        "failed to convert {name} version part {part:?}: strconv.Atoi: parsing \
+                         {part:?}: invalid syntax"
                     ),
                 )
             })?;
@@ -124,6 +130,15 @@ pub fn negotiate(
             ),
         ),
     )
+}
+
+/// The newest version we speak.
+pub fn newest_supported() -> Version {
+    SUPPORTED_VERSIONS
+        .iter()
+        .filter_map(|v| Version::parse(v).ok())
+        .max()
+        .unwrap_or(Version::V1_1_0)
 }
 
 /// The VERSION reply (`{"cniVersion","supportedVersions"}`).
