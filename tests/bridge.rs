@@ -675,3 +675,64 @@ fn status_and_gc_delegate_to_ipam_and_clean_masquerade() {
         status(&net).ok();
     });
 }
+
+/// Every object key's first letter upper-cased, as a Go struct without json tags marshals it.
+fn go_cased(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| {
+                    let mut k = k.clone();
+                    k[..1].make_ascii_uppercase();
+                    (k, go_cased(v))
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(go_cased).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Keys as Go reads them: Go-cased and repeated keys in the config (the last variant wins), a
+/// Go-cased prevResult for CHECK.
+#[test]
+fn go_cased_and_repeated_keys_are_read_as_go_reads_them() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let data = tempfile::tempdir().expect("tempdir");
+        let conf = format!(
+            r#"{{"cniVersion":"1.0.0","Name":"{NET}","Type":"bridge","Bridge":"brgo",
+                "isgateway":false,"IsGateway":true,"ipMasq":false,"IPMasq":true,"MTU":1400,
+                "IPAM":{{"Type":"host-local","Subnet":"10.9.0.0/24","DataDir":{}}}}}"#,
+            json!(data.path())
+        );
+        let ns = Netns::new();
+        let call = |command: &str, stdin: &str| {
+            Call::new(command, "go", stdin)
+                .netns(&ns.path_str())
+                .run(&our_plugin("bridge"))
+        };
+        let result = call("ADD", &conf).ok();
+        let bridge = ip_json("ip -j addr show dev brgo")[0].clone();
+        assert_eq!(addresses(&bridge), vec!["10.9.0.1/24"]);
+        assert_eq!(container_link(&ns, "eth0")["mtu"], 1400);
+        let rules = sh("nft list ruleset; iptables -t nat -S");
+        assert!(rules.contains(&pod_ip(&result, 0)), "masquerade: {rules}");
+
+        let prev = go_cased(&result);
+        assert!(prev.get("Ips").is_some(), "{prev}");
+        let with_prev = |prev: &Value| conf.replacen('{', &format!("{{\"PrevResult\":{prev},"), 1);
+        call("CHECK", &with_prev(&prev)).ok();
+        // The Go-cased address is really read: a wrong one fails CHECK.
+        let mut wrong = prev.clone();
+        wrong["Ips"][0]["Address"] = json!("10.9.0.77/24");
+        assert_ne!(call("CHECK", &with_prev(&wrong)).status, 0);
+
+        call("DEL", &conf).ok();
+        assert!(lease_names(&data.path().join(NET)).is_empty());
+        let rules = sh("nft list ruleset; iptables -t nat -S");
+        assert!(!rules.contains(&pod_ip(&result, 0)), "{rules}");
+    });
+}

@@ -463,3 +463,49 @@ fn an_l2_only_bridge_at_0_1_and_0_2_fails_as_the_reference_without_leaving_state
         assert_eq!(errors[0].1, "cannot convert: no valid IP addresses");
     }
 }
+
+/// Go-cased keys and repeated keys (raw text: a `Value` cannot repeat a key) give the same
+/// result and kernel state as the reference: the reference's Go decoder matches keys
+/// case-insensitively and the last variant wins.
+#[test]
+fn go_cased_and_repeated_keys_match_the_reference() {
+    if !privileged() {
+        return;
+    }
+    let Some((ours, theirs)) = sides() else {
+        return;
+    };
+    let template = r#"{"cniVersion":"1.0.0","Name":"refnet","Type":"bridge","Bridge":"br9",
+        "IsGateway":false,"ISGATEWAY":true,"ipmasq":false,"IPMasq":true,"ipMasqBackend":"iptables",
+        "MTU":1400,"Args":{"CNI":{"MAC":"02:00:00:00:00:09"}},
+        "IPAM":{"Type":"host-local","Subnet":"10.48.0.0/24","DataDir":@DIR}}"#;
+    let mut states = Vec::new();
+    for side in [&ours, &theirs] {
+        in_sandbox(|| {
+            let ns = Netns::new();
+            let conf = template.replace("@DIR", &json!(side.data.path()).to_string());
+            let call = |command: &str| {
+                Call::new(command, "c1", conf.as_str())
+                    .netns(&ns.path_str())
+                    .cni_path(&side.cni_path)
+                    .run(&side.bin)
+            };
+            let result = masked(call("ADD").ok());
+            let bridge = sh("ip -4 -o addr show dev br9 | awk '{print $4}'");
+            let link = ns.sh("ip -o link show dev eth0");
+            let after = |word: &str| {
+                let mut it = link.split_whitespace().skip_while(|w| *w != word);
+                it.nth(1).unwrap_or_default().to_string()
+            };
+            let eth0 = (after("mtu"), after("link/ether"));
+            let masq = sh("iptables -t nat -S POSTROUTING").contains("CNI-");
+            call("DEL").ok();
+            states.push((result, bridge, eth0, masq));
+        });
+    }
+    assert_eq!(states[0], states[1]);
+    assert_eq!(states[0].1.trim(), "10.48.0.1/24", "isGateway read");
+    assert_eq!(states[0].2 .0, "1400", "MTU read");
+    assert_eq!(states[0].2 .1, "02:00:00:00:00:09", "args.cni.mac read");
+    assert!(states[0].3, "ipMasq read");
+}

@@ -679,3 +679,32 @@ fn a_held_lock_times_out_with_try_again_later() {
     FileExt::unlock(&lock).expect("unlock");
     net.add("b").ok();
 }
+
+/// Go's decoder rules, without the reference at hand: Go-cased keys (go-cni's untagged
+/// `ipRanges` struct), a repeated key whose last variant wins, a repeated struct that merges.
+#[test]
+fn go_cased_and_repeated_keys_are_read_as_go_reads_them() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let conf = format!(
+        r#"{{"cniVersion":"1.0.0","Name":"{NET}","type":"bridge",
+            "IPAM":{{"Type":"host-local","Subnet":"10.70.0.0/24","subnet":"10.71.0.0/24",
+            "Routes":[{{"Dst":"10.99.0.0/16","GW":"10.71.0.9"}}]}},
+            "ipam":{{"DataDir":{dir}}},
+            "runtimeConfig":{{"ipRanges":[[{{"Subnet":"10.72.0.0/24","RangeStart":"10.72.0.5",
+            "RangeEnd":"10.72.0.9","Gateway":"10.72.0.254"}}]]}}}}"#,
+        dir = json!(data.path())
+    );
+    let result = Call::new("ADD", "c", conf.as_str()).run(&host_local()).ok();
+    assert_eq!(addresses(&result), vec!["10.72.0.5/24", "10.71.0.2/24"]);
+    assert_eq!(result["ips"][0]["gateway"], "10.72.0.254");
+    assert_eq!(
+        result["routes"][0],
+        json!({"dst":"10.99.0.0/16","gw":"10.71.0.9"})
+    );
+    assert_eq!(
+        lease_names(&data.path().join(NET)),
+        vec!["10.71.0.2", "10.72.0.5"]
+    );
+    Call::new("DEL", "c", conf.as_str()).run(&host_local()).ok();
+    assert!(lease_names(&data.path().join(NET)).is_empty());
+}

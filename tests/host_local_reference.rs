@@ -409,3 +409,111 @@ fn two_addresses_of_one_family_at_0_2_fail_as_the_reference_without_a_lease() {
         assert!(lease_names(&pair.ref_dir.path().join(NET)).is_empty());
     }
 }
+
+/// Configs as Go-cased clients and hand-written files send them, with `@DIR` standing for the
+/// JSON-quoted data dir. Raw text: a `Value` cannot hold a duplicated key.
+const GO_CASED: &[(&str, &str)] = &[
+    (
+        "Go-cased ipam keys",
+        r#"{"cniVersion":"1.0.0","name":"refnet","type":"bridge","IPAM":{"Type":"host-local",
+            "Subnet":"10.31.0.0/24","RangeStart":"10.31.0.5","Gateway":"10.31.0.9","DataDir":@DIR}}"#,
+    ),
+    (
+        "Go-cased ranges and routes",
+        r#"{"cniVersion":"1.0.0","name":"refnet","type":"bridge","ipam":{"type":"host-local",
+            "Ranges":[[{"Subnet":"10.32.0.0/24","RangeStart":"10.32.0.9","RangeEnd":"10.32.0.20",
+            "Gateway":"10.32.0.1"}]],"Routes":[{"Dst":"0.0.0.0/0","GW":"10.32.0.7"}],"dataDir":@DIR}}"#,
+    ),
+    (
+        "go-cni runtimeConfig.ipRanges (untagged struct) and Go-cased requested IPs",
+        r#"{"cniVersion":"1.0.0","name":"refnet","type":"bridge",
+            "ipam":{"type":"host-local","subnet":"10.33.0.0/24","dataDir":@DIR},
+            "RuntimeConfig":{"IPRanges":[[{"Subnet":"10.34.0.0/24","RangeStart":"10.34.0.5",
+            "RangeEnd":"10.34.0.9","Gateway":"10.34.0.1"}]],"IPs":["10.34.0.7"]},
+            "Args":{"CNI":{"IPs":["10.33.0.77"]}}}"#,
+    ),
+    (
+        "a case variant after the key: the last one wins",
+        r#"{"cniVersion":"1.0.0","name":"refnet","type":"bridge","ipam":{"type":"host-local",
+            "subnet":"10.35.0.0/24","SUBNET":"10.36.0.0/24","dataDir":"/nonexistent/x","DATADIR":@DIR}}"#,
+    ),
+    (
+        "the same key twice: the last one wins",
+        r#"{"cniVersion":"1.0.0","name":"refnet","type":"bridge","ipam":{"type":"host-local",
+            "subnet":"10.37.0.0/24","subnet":"10.38.0.0/24","dataDir":@DIR}}"#,
+    ),
+    (
+        "a struct given twice decodes into the first",
+        r#"{"cniVersion":"0.3.1","CNIVersion":"0.2.0","cniVersion":"0.4.0","name":"refnet",
+            "type":"bridge","ipam":{"type":"host-local","subnet":"10.39.0.0/24"},"IPAM":{"dataDir":@DIR}}"#,
+    ),
+    (
+        "Go's Kelvin sign and long s fold to k and s",
+        r#"{"cniVersion":"1.0.0","name":"refnet","type":"bridge","ipam":{"type":"host-local",
+            "\u017fubnet":"10.40.0.0/24","dataDir":@DIR,"ranges":[[{"\u017fUBNET":"10.41.0.0/24"}]]}}"#,
+    ),
+    (
+        "other Unicode case folds are not Go's: no ipam",
+        r#"{"cniVersion":"1.0.0","name":"refnet","type":"bridge",
+            "\u0130pam":{"type":"host-local","subnet":"10.42.0.0/24","dataDir":@DIR}}"#,
+    ),
+    (
+        "a later null: net.IP fields clear, string fields keep their value (Go value types)",
+        r#"{"cniVersion":"1.0.0","name":"refnet","type":"bridge","ipam":{"type":"host-local",
+            "subnet":"10.44.0.0/24","rangeStart":"10.44.0.50","RangeStart":null,"Gateway":"10.44.0.9",
+            "gateway":null,"resolvConf":"/etc/resolv.conf","ResolvConf":null,"dataDir":@DIR}}"#,
+    ),
+    (
+        "a later null list empties the earlier one",
+        r#"{"cniVersion":"1.0.0","name":"refnet","type":"bridge","ipam":{"type":"host-local",
+            "ranges":[[{"subnet":"10.43.0.0/24"}]],"Ranges":null,"dataDir":@DIR}}"#,
+    ),
+];
+
+#[test]
+fn go_cased_and_duplicated_keys_read_as_the_reference_reads_them() {
+    let Some(bins) = both() else { return };
+    for (what, template) in GO_CASED {
+        let dirs = [
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        ];
+        let replies: Vec<(Reply, Reply)> = dirs
+            .iter()
+            .zip([&bins.0, &bins.1])
+            .map(|(dir, bin)| {
+                let conf = template.replace("@DIR", &json!(dir.path()).to_string());
+                let add = Call::new("ADD", "c", conf.as_str()).run(bin);
+                let del = Call::new("DEL", "c", conf.as_str()).run(bin);
+                (add, del)
+            })
+            .collect();
+        let [(ours, ours_del), (reference, ref_del)] = &replies[..] else {
+            unreachable!()
+        };
+        assert_eq!(
+            ours.status, reference.status,
+            "{what}\nours: {ours:?}\nreference: {reference:?}"
+        );
+        if reference.status == 0 {
+            assert_eq!(
+                normalized(ours.json()),
+                normalized(reference.json()),
+                "{what}"
+            );
+        } else {
+            assert_eq!(ours.json()["msg"], reference.json()["msg"], "{what}");
+        }
+        // (DEL of a config whose ranges do not validate differs on purpose: ours releases.)
+        if reference.status == 0 {
+            assert_eq!(ours_del.status, ref_del.status, "{what}: DEL");
+        }
+        assert_eq!(
+            disk_state(dirs[0].path()),
+            disk_state(dirs[1].path()),
+            "{what}"
+        );
+        // DEL found the leases where ADD put them (the last dataDir variant).
+        assert!(lease_names(&dirs[0].path().join(NET)).is_empty(), "{what}");
+    }
+}

@@ -14,6 +14,7 @@
 //! so a config that escaped confinement still could not write to the machine.
 
 use cni_protocol::args::CniArgs;
+use cni_protocol::config::parse_config;
 use cni_protocol::result::CniResult;
 use cni_protocol::{skel, version, CniError, NetConf, Plugin, Version};
 use cni_suite_tests::sandbox::{in_sandbox, privileged, sh, Netns};
@@ -806,18 +807,23 @@ proptest! {
         if let Err(e) = version::negotiate(net.cni_version.as_deref(), &net.cni_versions) {
             spec_error(&e)?;
         }
-        if let Err(e) = bridge::config::BridgeConf::load(&stdin, &net, &args) {
+        let raw = |schema| parse_config(&stdin, schema);
+        if let Err(e) = raw(&bridge::config::SCHEMA).and_then(|r| bridge::config::BridgeConf::load(&r, &net, &args)) {
             spec_error(&e)?;
         }
-        if let Err(e) = portmap::config::PortmapConf::parse(&stdin) {
+        if let Err(e) = raw(&portmap::config::SCHEMA).and_then(|r| portmap::config::PortmapConf::parse(&r)) {
             spec_error(&e)?;
         }
+        let hl = match raw(&host_local::config::SCHEMA) {
+            Ok(hl) => hl,
+            Err(e) => return spec_error(&e),
+        };
         for v in [Version::new(0, 2, 0), Version::V0_4_0, Version::V1_0_0] {
-            if let Err(e) = host_local::config::IpamConf::load(&stdin, &args, &v.to_string(), v) {
+            if let Err(e) = host_local::config::IpamConf::load(&hl, &args, &v.to_string(), v) {
                 spec_error(&e)?;
             }
         }
-        if let Err(e) = host_local::config::load_store_conf(&stdin) {
+        if let Err(e) = host_local::config::load_store_conf(&hl) {
             spec_error(&e)?;
         }
     }
@@ -827,15 +833,16 @@ proptest! {
         (kind, (stdin, args)) in select(&Kind::ALL[..]).prop_flat_map(|k| (Just(k), parser_config(k)))
     ) {
         let Ok(net) = NetConf::parse(&stdin) else { return Ok(()) };
+        let raw = |schema| parse_config(&stdin, schema);
         match kind {
-            Kind::Bridge => if let Err(e) = bridge::config::BridgeConf::load(&stdin, &net, &args) {
+            Kind::Bridge => if let Err(e) = raw(&bridge::config::SCHEMA).and_then(|r| bridge::config::BridgeConf::load(&r, &net, &args)) {
                 spec_error(&e)?;
             },
-            Kind::Portmap => if let Err(e) = portmap::config::PortmapConf::parse(&stdin) {
+            Kind::Portmap => if let Err(e) = raw(&portmap::config::SCHEMA).and_then(|r| portmap::config::PortmapConf::parse(&r)) {
                 spec_error(&e)?;
             },
             Kind::HostLocal | Kind::Loopback => {
-                if let Err(e) = host_local::config::IpamConf::load(&stdin, &args, "1.0.0", Version::V1_0_0) {
+                if let Err(e) = raw(&host_local::config::SCHEMA).and_then(|r| host_local::config::IpamConf::load(&r, &args, "1.0.0", Version::V1_0_0)) {
                     spec_error(&e)?;
                 }
             }

@@ -126,3 +126,33 @@ fn del_and_check_agree_with_the_reference() {
         }
     });
 }
+
+/// A prevResult with Go-cased keys is read as the reference's Go decoder reads it.
+#[test]
+fn go_cased_prev_result_matches_the_reference() {
+    if !privileged() {
+        return;
+    }
+    let Some(reference) = reference_plugin("loopback") else {
+        return;
+    };
+    in_sandbox(|| {
+        for v in ["0.4.0", "1.0.0"] {
+            let mut ip = json!({ "Address": "10.1.0.5/24", "Gateway": "10.1.0.1", "Interface": 0 });
+            if v == "0.4.0" {
+                ip["Version"] = json!("4");
+            }
+            let stdin = json!({
+                "CNIVersion": v, "Name": "lo", "Type": "loopback",
+                "PrevResult": {
+                    "CNIVersion": v,
+                    "Interfaces": [{ "Name": "eth0", "Sandbox": "/var/run/netns/x" }],
+                    "IPs": [ip],
+                    "Routes": [{ "Dst": "0.0.0.0/0", "GW": "10.1.0.1" }],
+                    "DNS": { "Nameservers": ["10.1.0.1"] }
+                }
+            });
+            compare(&reference, &stdin, &|_| {});
+        }
+    });
+}

@@ -215,3 +215,78 @@ fn gc_removes_the_reference_chains_of_attachments_not_listed() {
         assert_eq!(after.matches("-N CNI-DN-").count(), 1, "{after}");
     });
 }
+
+/// prevResults with Go-cased and repeated keys, as raw text (a `Value` cannot repeat a key).
+/// libcni decodes prevResult into a Go map and re-marshals it (keys sorted) before reading it,
+/// so between case variants the byte-order-last one wins, not the document's last.
+const GO_CASED_PREV: &[(&str, &str)] = &[
+    (
+        "1.0.0",
+        r#"{"CNIVersion":"1.0.0","Interfaces":[{"Name":"eth0","Mac":"02:00:00:00:00:07",
+            "Sandbox":"/var/run/netns/pod"}],"IPs":[{"Address":"10.7.0.3/24",
+            "Gateway":"10.7.0.1","Interface":0}],"Routes":[{"Dst":"0.0.0.0/0","GW":"10.7.0.1"}],
+            "DNS":{"Nameservers":["10.7.0.1"],"Domain":"d"}}"#,
+    ),
+    (
+        "1.0.0",
+        r#"{"cniVersion":"1.0.0","ips":[{"address":"10.7.0.2/24"}],"IPs":[{"address":"10.7.0.3/24"}],
+            "DNS":{"domain":"a"},"dns":{"nameservers":["10.7.0.1"]},
+            "routes":[{"dst":"0.0.0.0/0"}],"routes":[{"dst":"10.9.0.0/16"}]}"#,
+    ),
+    (
+        "0.4.0",
+        r#"{"cniVersion":"0.4.0","IPS":[{"Version":"4","Address":"10.7.0.3/24","GATEWAY":"10.7.0.1"}],
+            "Interfaces":[{"NAME":"eth0"}]}"#,
+    ),
+    (
+        "0.2.0",
+        r#"{"cniVersion":"0.2.0","IP4":{"IP":"10.7.0.3/24","Gateway":"10.7.0.1",
+            "Routes":[{"Dst":"0.0.0.0/0"}]},"Dns":{"Search":["s"]}}"#,
+    ),
+];
+
+#[test]
+fn go_cased_prev_results_pass_through_as_the_reference_reads_them() {
+    with_reference(|reference| {
+        for (i, (version, prev)) in GO_CASED_PREV.iter().enumerate() {
+            let conf = format!(
+                r#"{{"cniVersion":"{version}","name":"refnet","Type":"portmap","PrevResult":{prev}}}"#
+            );
+            let run = |bin: &Path| {
+                Call::new("ADD", &format!("c{i}"), conf.as_str())
+                    .run(bin)
+                    .ok()
+            };
+            let theirs = run(reference);
+            assert_eq!(run(&our_plugin("portmap")), theirs, "{prev}");
+        }
+    });
+}
+
+#[test]
+fn go_cased_port_mappings_give_the_reference_rules() {
+    if !privileged() {
+        return;
+    }
+    let Some(reference) = reference_plugin("portmap") else {
+        return;
+    };
+    // As containerd's go-cni marshals them, with a repeated key whose last variant wins.
+    let conf = |extra: &str| {
+        format!(
+            r#"{{"cniVersion":"1.0.0","name":"refnet","type":"portmap","snat":false,"SNAT":true,
+            "RuntimeConfig":{{"PortMappings":[{{"HostPort":9,"HOSTPORT":8090,"ContainerPort":80,
+            "Protocol":"udp"}}]}},{extra}"prevResult":{}}}"#,
+            prev("1.0.0")
+        )
+    };
+    let theirs = nat_rules_after_add(&reference, &conf(""));
+    assert!(
+        theirs
+            .iter()
+            .any(|r| r.contains("--dport 8090") && r.contains("-p udp")),
+        "{theirs:#?}"
+    );
+    let ours = nat_rules_after_add(&our_plugin("portmap"), &conf(r#""Backend":"iptables","#));
+    assert_eq!(ours, theirs);
+}

@@ -374,7 +374,8 @@ fn storm(pods: usize, churn: usize, backend: Option<&str>, reference: bool) {
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n != "stamp")
+                    // The index's own bookkeeping: its stamp and the boot it was written in.
+                    .filter(|n| n != "stamp" && n != "boot")
                     .collect()
             })
             .unwrap_or_default();

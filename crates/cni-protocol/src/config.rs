@@ -1,6 +1,7 @@
-//! The parts of the stdin network configuration every plugin shares. Plugin-specific keys are
-//! read by each plugin from the same bytes; unknown keys are ignored because runtimes add
-//! `capabilities`, `cni.dev/*` and keys meant for other plugins of a chain.
+//! The parts of the stdin network configuration every plugin shares. The stdin bytes are read
+//! once with Go's key rules ([`crate::gojson`]) against the plugin's schema; this struct and the
+//! plugin's own lookups then read canonical key names from that value. Unknown keys are ignored
+//! because runtimes add `capabilities`, `cni.dev/*` and keys meant for other plugins of a chain.
 
 use crate::error::{CniError, ErrorCode};
 use crate::result::Dns;
@@ -48,9 +49,8 @@ pub struct IpamRef {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
 pub struct GcAttachment {
-    #[serde(rename = "containerID", alias = "containerId")]
+    #[serde(rename = "containerID")]
     pub container_id: String,
-    #[serde(alias = "IfName", alias = "ifName")]
     pub ifname: String,
 }
 
@@ -62,9 +62,29 @@ where
     Option::<Vec<GcAttachment>>::deserialize(d).map(Some)
 }
 
+/// The stdin config parsed once with Go's key rules against `schema` (a plugin's
+/// [`crate::gojson::Node`]): known keys carry their canonical names.
+pub fn parse_config(
+    stdin: &[u8],
+    schema: &'static crate::gojson::Node,
+) -> Result<serde_json::Value, CniError> {
+    crate::gojson::parse(stdin, schema).map_err(|e| {
+        CniError::new(
+            ErrorCode::Decode,
+            format!("error parsing network config: {e}"),
+        )
+    })
+}
+
 impl NetConf {
+    /// Parses stdin for a plugin that reads only the common keys (tests, tools).
     pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
-        serde_json::from_slice(stdin).map_err(|e| {
+        NetConf::from_value(&parse_config(stdin, &crate::gojson::NETCONF)?)
+    }
+
+    /// Reads the common keys from a config already canonicalized by [`parse_config`].
+    pub fn from_value(config: &serde_json::Value) -> Result<NetConf, CniError> {
+        NetConf::deserialize(config).map_err(|e| {
             CniError::new(
                 ErrorCode::Decode,
                 format!("error parsing network config: {e}"),
@@ -105,6 +125,11 @@ mod tests {
         assert_eq!(c.gc_valid_attachments(), Some(vec![]));
         let c = NetConf::parse(br#"{"cni.dev/attachments":[{"containerID":"a","ifname":"eth0"}]}"#)
             .unwrap();
+        let go_cased = NetConf::parse(
+            br#"{"CNI.dev/valid-attachments":[{"ContainerId":"a","IfName":"eth0"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(go_cased.gc_valid_attachments(), c.gc_valid_attachments());
         assert_eq!(
             c.gc_valid_attachments(),
             Some(vec![GcAttachment {
@@ -112,6 +137,19 @@ mod tests {
                 ifname: "eth0".into()
             }])
         );
+    }
+
+    #[test]
+    fn common_keys_match_as_go_matches_them() {
+        let c = NetConf::parse(
+            br#"{"CNIVersion":"0.2.0","cniVersion":"0.3.1","NAME":"n","Type":"bridge",
+                "IPAM":{"Type":"host-local"},"DNS":{"Nameservers":["10.0.0.1"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.cni_version.as_deref(), Some("0.3.1"));
+        assert_eq!((c.name.as_str(), c.plugin_type.as_str()), ("n", "bridge"));
+        assert_eq!(c.ipam.unwrap().plugin_type, "host-local");
+        assert_eq!(c.dns.unwrap().nameservers, ["10.0.0.1"]);
     }
 
     #[test]

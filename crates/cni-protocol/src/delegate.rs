@@ -193,7 +193,8 @@ pub fn delegate_add(
     let binary = find_plugin(plugin, &inv.path).map_err(Failure::answered)?;
     let out = run(&binary, Command::Add, inv, stdin)?;
     // It succeeded, so it holds state even when its result is unusable.
-    let value: serde_json::Value = serde_json::from_slice(&out).map_err(|e| {
+    // Go decodes the delegate's output straight into its result struct: document order.
+    let value = crate::gojson::parse(&out, &crate::gojson::RESULT).map_err(|e| {
         Failure::unknown(CniError::new(
             ErrorCode::Decode,
             format!("cannot parse the result of IPAM plugin {plugin:?}: {e}"),

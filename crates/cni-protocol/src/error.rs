@@ -118,9 +118,9 @@ impl CniError {
         serde_json::Value::Object(obj)
     }
 
-    /// Parses an error object printed by a delegated plugin.
+    /// Parses an error object printed by a delegated plugin (keys as Go's decoder reads them).
     pub fn from_json(bytes: &[u8]) -> Option<CniError> {
-        let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        let v = crate::gojson::parse(bytes, &crate::gojson::ERROR).ok()?;
         let code = v.get("code")?.as_u64()?;
         let msg = v.get("msg").and_then(|m| m.as_str()).unwrap_or_default();
         let details = v
@@ -165,6 +165,11 @@ mod tests {
         let d = CniError::new(ErrorCode::Other(123), "x").with_details("y");
         assert_eq!(
             CniError::from_json(d.to_json("1.1.0").to_string().as_bytes()).unwrap(),
+            d
+        );
+        // A delegate written in Go may be read with any key case.
+        assert_eq!(
+            CniError::from_json(br#"{"Code":123,"Msg":"x","DETAILS":"y"}"#).unwrap(),
             d
         );
     }

@@ -8,6 +8,7 @@ pub mod crash;
 pub mod delegate;
 pub mod env;
 pub mod error;
+pub mod gojson;
 pub mod log;
 pub mod result;
 pub mod skel;

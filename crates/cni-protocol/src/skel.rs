@@ -1,9 +1,10 @@
 //! The plugin entry point: read the environment and stdin, check versions and names, dispatch
 //! the verb, print the result or error object. Nothing but protocol JSON goes to stdout.
 
-use crate::config::{NetConf, MAX_STDIN_BYTES};
+use crate::config::{parse_config, NetConf, MAX_STDIN_BYTES};
 use crate::env::{validate_network_name, Command, Invocation};
 use crate::error::{CniError, ErrorCode};
+use crate::gojson;
 use crate::log;
 use crate::result::CniResult;
 use crate::version::{self, Version, CURRENT_VERSION, SUPPORTED_VERSIONS};
@@ -12,6 +13,13 @@ use std::path::Path;
 
 /// One verb handler per CNI command; VERSION is answered here.
 pub trait Plugin {
+    /// The shape of this plugin's config as the reference's Go structs declare it: which keys
+    /// match case-insensitively (see [`gojson`]). Plugins reading only the common keys keep
+    /// the default.
+    fn schema(&self) -> &'static gojson::Node {
+        &gojson::NETCONF
+    }
+
     fn add(&self, req: &Request) -> Result<CniResult, CniError>;
     fn del(&self, req: &Request) -> Result<(), CniError>;
     fn check(&self, req: &Request) -> Result<(), CniError>;
@@ -32,6 +40,9 @@ pub struct Request {
     pub invocation: Invocation,
     /// The exact stdin bytes, forwarded unchanged to delegates.
     pub stdin: Vec<u8>,
+    /// stdin parsed once with Go's key rules against [`Plugin::schema`]: the plugin reads its
+    /// own keys from here by their canonical names.
+    pub raw: serde_json::Value,
     pub config: NetConf,
     /// The negotiated version as text (echoed in results) and parsed.
     pub version_text: String,
@@ -171,7 +182,8 @@ fn dispatch(
             format!("network config on stdin is larger than {MAX_STDIN_BYTES} bytes"),
         ));
     }
-    let config = NetConf::parse(&bytes)?;
+    let raw = parse_config(&bytes, plugin.schema())?;
+    let config = NetConf::from_value(&raw)?;
     if let Some(path) = config.log_file.as_ref().and_then(|v| v.as_str()) {
         log::open_log_file(path, plugin_name(about));
         said.context = format!(
@@ -223,6 +235,7 @@ fn dispatch(
     let req = Request {
         invocation,
         stdin: bytes,
+        raw,
         config,
         version_text,
         version,

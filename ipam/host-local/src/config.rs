@@ -3,9 +3,13 @@
 
 use crate::range::{RangeSet, RangeSpec};
 use cni_protocol::args::CniArgs;
+use cni_protocol::gojson::{
+    any, field, nullable, ptr, Field, Node, NETCONF_FIELDS, ROUTE, STRINGS,
+};
 use cni_protocol::result::Route;
 use cni_protocol::{CniError, ErrorCode, Version};
 use serde::Deserialize;
+use serde_json::Value;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,6 +18,49 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 /// How long to wait for another process holding the network's lock before answering
 /// "try again later" (code 11) instead of hanging the runtime.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A range as the reference's `Range` struct has it (also embedded in `ipam`). The addresses
+/// are Go `net.IP` slices: a later `null` clears them (checked against the reference).
+const RANGE_FIELDS: &[Field] = &[
+    nullable("subnet"),
+    nullable("rangeStart"),
+    nullable("rangeEnd"),
+    nullable("gateway"),
+];
+const RANGE: Node = Node::Struct(&[RANGE_FIELDS]);
+const RANGE_SETS: Node = Node::List(&Node::List(&RANGE));
+
+/// The keys host-local reads, matched as the reference's Go structs match them (go-cni sends
+/// `runtimeConfig.ipRanges` entries as `{"Subnet","RangeStart",…}`).
+pub const SCHEMA: Node = Node::Struct(&[
+    &[
+        ptr(
+            "ipam",
+            Node::Struct(&[
+                &[
+                    any("type"),
+                    any("name"),
+                    field("ranges", RANGE_SETS),
+                    field("routes", Node::List(&ROUTE)),
+                    any("dataDir"),
+                    any("resolvConf"),
+                    any("lockTimeoutMs"),
+                    any("releaseOnReboot"),
+                ],
+                RANGE_FIELDS,
+            ]),
+        ),
+        field(
+            "runtimeConfig",
+            Node::Struct(&[&[field("ips", STRINGS), field("ipRanges", RANGE_SETS)]]),
+        ),
+        ptr(
+            "args",
+            Node::Struct(&[&[ptr("cni", Node::Struct(&[&[field("ips", STRINGS)]]))]]),
+        ),
+    ],
+    NETCONF_FIELDS,
+]);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,9 +87,9 @@ struct RawIpam {
 
 #[derive(Debug, Default, Deserialize)]
 struct RawRuntimeConfig {
-    #[serde(default, alias = "IPs")]
+    #[serde(default)]
     ips: Vec<String>,
-    #[serde(default, rename = "ipRanges", alias = "IPRanges")]
+    #[serde(default, rename = "ipRanges")]
     ip_ranges: Vec<Vec<RangeSpec>>,
 }
 
@@ -78,8 +125,9 @@ pub struct IpamConf {
     pub requested: Vec<IpAddr>,
 }
 
-fn parse_raw(stdin: &[u8]) -> Result<(RawConf, RawIpam), CniError> {
-    let raw: RawConf = serde_json::from_slice(stdin).map_err(|e| {
+/// `config` is stdin as [`cni_protocol::NetConf::parse_config`] gave it for [`SCHEMA`].
+fn parse_raw(config: &Value) -> Result<(RawConf, RawIpam), CniError> {
+    let raw = RawConf::deserialize(config).map_err(|e| {
         CniError::new(
             ErrorCode::Decode,
             format!("invalid host-local configuration: {e}"),
@@ -117,8 +165,8 @@ fn store_conf(ipam: &RawIpam) -> StoreConf {
 }
 
 /// Only what releasing needs, so DEL and GC work even when the ranges no longer validate.
-pub fn load_store_conf(stdin: &[u8]) -> Result<StoreConf, CniError> {
-    let (_, ipam) = parse_raw(stdin)?;
+pub fn load_store_conf(config: &Value) -> Result<StoreConf, CniError> {
+    let (_, ipam) = parse_raw(config)?;
     Ok(store_conf(&ipam))
 }
 
@@ -130,12 +178,12 @@ fn parse_requested(text: &str, source: &str) -> Result<IpAddr, CniError> {
 
 impl IpamConf {
     pub fn load(
-        stdin: &[u8],
+        config: &Value,
         cni_args: &str,
         version_text: &str,
         version: Version,
     ) -> Result<IpamConf, CniError> {
-        let (raw, ipam) = parse_raw(stdin)?;
+        let (raw, ipam) = parse_raw(config)?;
         let runtime = raw.runtime_config.unwrap_or_default();
         let mut specs: Vec<Vec<RangeSpec>> = runtime.ip_ranges;
         if !ipam.legacy.subnet.is_empty() {
@@ -217,13 +265,12 @@ impl IpamConf {
 mod tests {
     use super::*;
 
+    fn raw(json: &str) -> Value {
+        cni_protocol::gojson::parse(json.as_bytes(), &SCHEMA).unwrap()
+    }
+
     fn load(json: &str, args: &str, version: &str) -> Result<IpamConf, CniError> {
-        IpamConf::load(
-            json.as_bytes(),
-            args,
-            version,
-            Version::parse(version).unwrap(),
-        )
+        IpamConf::load(&raw(json), args, version, Version::parse(version).unwrap())
     }
 
     #[test]
@@ -314,9 +361,9 @@ mod tests {
 
     #[test]
     fn store_conf_survives_invalid_ranges() {
-        let s = load_store_conf(
-            br#"{"ipam":{"subnet":"10.1.2.3/24","dataDir":"/tmp/x","lockTimeoutMs":5}}"#,
-        )
+        let s = load_store_conf(&raw(
+            r#"{"ipam":{"subnet":"10.1.2.3/24","DataDir":"/tmp/x","lockTimeoutMs":5}}"#,
+        ))
         .unwrap();
         assert_eq!(
             s,
@@ -326,5 +373,32 @@ mod tests {
                 release_on_reboot: true,
             }
         );
+    }
+
+    #[test]
+    fn go_cased_and_duplicated_keys_read_as_the_reference_reads_them() {
+        // go-cni marshals ipRanges entries from an untagged struct; the last variant wins.
+        let c = load(
+            r#"{"IPAM":{"Type":"host-local","Subnet":"10.1.0.0/24","subnet":"10.2.0.0/24",
+                "Routes":[{"Dst":"0.0.0.0/0","GW":"10.2.0.9"}],"ResolvConf":"/r"},
+                "ipam":{"DataDir":"/d"},
+                "RuntimeConfig":{"IPRanges":[[{"Subnet":"10.3.0.0/24","RangeStart":"10.3.0.5",
+                "RangeEnd":"10.3.0.9","Gateway":"10.3.0.254"}]],"IPs":["10.3.0.6"]},
+                "Args":{"CNI":{"IPS":["10.3.0.7"]}}}"#,
+            "",
+            "1.0.0",
+        )
+        .unwrap();
+        let firsts: Vec<String> = c.range_sets.iter().map(|s| s.0[0].to_string()).collect();
+        assert_eq!(firsts, ["10.3.0.5-10.3.0.9", "10.2.0.1-10.2.0.254"]);
+        assert_eq!(c.range_sets[0].0[0].gateway.to_string(), "10.3.0.254");
+        assert_eq!(c.store.data_dir, PathBuf::from("/d"));
+        assert_eq!(c.resolv_conf, Some(PathBuf::from("/r")));
+        assert_eq!(
+            c.routes[0].gw.map(|g| g.to_string()).as_deref(),
+            Some("10.2.0.9")
+        );
+        let got: Vec<String> = c.requested.iter().map(IpAddr::to_string).collect();
+        assert_eq!(got, ["10.3.0.7", "10.3.0.6"]);
     }
 }

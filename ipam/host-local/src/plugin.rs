@@ -123,9 +123,13 @@ fn allocate_all(
 }
 
 impl Plugin for HostLocal {
+    fn schema(&self) -> &'static cni_protocol::gojson::Node {
+        &crate::config::SCHEMA
+    }
+
     fn add(&self, req: &Request) -> Result<CniResult, CniError> {
         let conf = IpamConf::load(
-            &req.stdin,
+            &req.raw,
             &req.invocation.args,
             &req.version_text,
             req.version,
@@ -177,7 +181,7 @@ impl Plugin for HostLocal {
     }
 
     fn del(&self, req: &Request) -> Result<(), CniError> {
-        let conf = load_store_conf(&req.stdin)?;
+        let conf = load_store_conf(&req.raw)?;
         let mut store = open_store(&conf, req)?;
         let released = store.release_attachment(&attachment(req));
         store.commit().map_err(store_error)?;
@@ -186,7 +190,7 @@ impl Plugin for HostLocal {
 
     fn check(&self, req: &Request) -> Result<(), CniError> {
         let conf = IpamConf::load(
-            &req.stdin,
+            &req.raw,
             &req.invocation.args,
             &req.version_text,
             req.version,
@@ -225,7 +229,7 @@ impl Plugin for HostLocal {
             .map(|v| Attachment::new(&v.container_id, &v.ifname))
             .collect();
         let valid_ids: HashSet<&str> = valid.iter().map(|a| a.container_id.as_str()).collect();
-        let conf = load_store_conf(&req.stdin)?;
+        let conf = load_store_conf(&req.raw)?;
         let mut store = open_store(&conf, req)?;
         let mut failures = Vec::new();
         for lease in store.leases().map_err(store_error)? {
@@ -256,7 +260,7 @@ impl Plugin for HostLocal {
     /// turns a STATUS failure into a NotReady node, which evicts every pod on it, and "no room
     /// for one more pod" must not do that. ADD reports exhaustion.
     fn status(&self, req: &Request) -> Result<(), CniError> {
-        let conf = IpamConf::load(&req.stdin, "", &req.version_text, req.version).map_err(|e| {
+        let conf = IpamConf::load(&req.raw, "", &req.version_text, req.version).map_err(|e| {
             CniError::new(
                 ErrorCode::NotAvailable,
                 format!("invalid configuration: {}", e.msg),

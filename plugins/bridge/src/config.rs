@@ -1,10 +1,11 @@
 //! The bridge plugin's configuration: every key the reference reads, its defaults and its
 //! validation, done before anything is created. Pure.
 //!
-//! Keys match case-insensitively, like the reference's Go decoder, so configs written for it
-//! (`"isgateway"`, `"MTU"`) mean the same here.
+//! Keys match as the reference's Go decoder matches them ([`SCHEMA`], read once by the skel), so
+//! configs written for it (`"isgateway"`, `"MTU"`) mean the same here.
 
 use cni_protocol::args::CniArgs;
+use cni_protocol::gojson::{any, field, Node, NETCONF_FIELDS};
 use cni_protocol::result::Dns;
 use cni_protocol::{CniError, NetConf};
 use serde_json::{Map, Value};
@@ -56,17 +57,43 @@ impl BridgeConf {
     }
 }
 
-/// Case-insensitive view of a JSON object (Go's encoding/json matches keys that way).
+/// The keys bridge reads, as the reference's (and newer releases') Go structs name them.
+pub const SCHEMA: Node = Node::Struct(&[
+    &[
+        any("bridge"),
+        any("isGateway"),
+        any("isDefaultGateway"),
+        any("forceAddress"),
+        any("ipMasq"),
+        any("ipMasqBackend"),
+        any("mtu"),
+        any("hairpinMode"),
+        any("promiscMode"),
+        any("vlan"),
+        field(
+            "vlanTrunk",
+            Node::List(&Node::Struct(&[&[any("minID"), any("maxID"), any("id")]])),
+        ),
+        any("preserveDefaultVlan"),
+        any("macspoofchk"),
+        any("enabledad"),
+        any("disableContainerInterface"),
+        any("portIsolation"),
+        field(
+            "args",
+            Node::Struct(&[&[field("cni", Node::Struct(&[&[any("mac")]]))]]),
+        ),
+        field("runtimeConfig", Node::Struct(&[&[any("mac")]])),
+    ],
+    NETCONF_FIELDS,
+]);
+
+/// Typed reads from an object canonicalized against [`SCHEMA`] (keys by their canonical names).
 struct Keys<'a>(&'a Map<String, Value>);
 
 impl<'a> Keys<'a> {
     fn get(&self, key: &str) -> Option<&'a Value> {
-        self.0.get(key).or_else(|| {
-            self.0
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                .map(|(_, v)| v)
-        })
+        self.0.get(key)
     }
 
     fn bool(&self, key: &str) -> Result<bool, CniError> {
@@ -190,15 +217,16 @@ fn parse_trunk(value: &Value) -> Result<Vec<u16>, CniError> {
 }
 
 impl BridgeConf {
-    /// Reads the whole stdin config (`net` is its already-validated common part) and CNI_ARGS.
-    pub fn load(stdin: &[u8], net: &NetConf, cni_args: &str) -> Result<BridgeConf, CniError> {
-        let root: Map<String, Value> = serde_json::from_slice(stdin).map_err(|e| {
+    /// Reads the whole config (`raw`: stdin as the skel parsed it for [`SCHEMA`]; `net`: its
+    /// already-validated common part) and CNI_ARGS.
+    pub fn load(raw: &Value, net: &NetConf, cni_args: &str) -> Result<BridgeConf, CniError> {
+        let root = raw.as_object().ok_or_else(|| {
             CniError::new(
                 cni_protocol::ErrorCode::Decode,
-                format!("failed to load netconf: {e}"),
+                "failed to load netconf: the config is not a JSON object",
             )
         })?;
-        let keys = Keys(&root);
+        let keys = Keys(root);
 
         let bridge = keys
             .string("bridge")?
@@ -329,8 +357,9 @@ mod tests {
     use super::*;
 
     fn load(json: &str, args: &str) -> Result<BridgeConf, CniError> {
-        let net = NetConf::parse(json.as_bytes()).unwrap();
-        BridgeConf::load(json.as_bytes(), &net, args)
+        let raw = cni_protocol::gojson::parse(json.as_bytes(), &SCHEMA).unwrap();
+        let net = NetConf::from_value(&raw).unwrap();
+        BridgeConf::load(&raw, &net, args)
     }
 
     #[test]
@@ -353,6 +382,24 @@ mod tests {
         assert_eq!(c.mtu, Some(1400));
         assert_eq!(c.bridge, "br9");
         assert_eq!(c.ipam.as_deref(), Some("host-local"));
+    }
+
+    #[test]
+    fn go_cased_and_duplicated_keys_follow_go() {
+        let c = load(
+            r#"{"name":"n","IsGateway":true,"IPMasq":true,"ipmasq":false,"Bridge":"br1",
+                "VlanTrunk":[{"MinId":3,"MAXID":4}],"Args":{"CNI":{"MAC":"02:00:00:00:00:02"}},
+                "RuntimeConfig":{"Mac":"02:00:00:00:00:03"},"runtimeConfig":{"x":1}}"#,
+            "",
+        )
+        .unwrap();
+        assert!(c.is_gateway && !c.ip_masq);
+        assert_eq!(
+            (c.bridge.as_str(), c.vlan_trunk.clone()),
+            ("br1", vec![3, 4])
+        );
+        // runtimeConfig given twice: the second object decodes into the first.
+        assert_eq!(c.mac, Some([2, 0, 0, 0, 0, 3]));
     }
 
     #[test]

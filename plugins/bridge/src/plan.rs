@@ -109,8 +109,9 @@ mod tests {
 
     fn conf(extra: &str) -> BridgeConf {
         let json = format!(r#"{{"name":"n","ipam":{{"type":"host-local"}}{extra}}}"#);
-        let net = NetConf::parse(json.as_bytes()).unwrap();
-        BridgeConf::load(json.as_bytes(), &net, "").unwrap()
+        let raw = cni_protocol::gojson::parse(json.as_bytes(), &crate::config::SCHEMA).unwrap();
+        let net = NetConf::from_value(&raw).unwrap();
+        BridgeConf::load(&raw, &net, "").unwrap()
     }
 
     fn ipam(addrs: &[(&str, Option<&str>)]) -> CniResult {

@@ -61,7 +61,7 @@ fn attachment(req: &Request) -> firewall::Attachment<'_> {
 }
 
 fn load(req: &Request) -> Result<BridgeConf, CniError> {
-    BridgeConf::load(&req.stdin, &req.config, &req.invocation.args)
+    BridgeConf::load(&req.raw, &req.config, &req.invocation.args)
 }
 
 /// CNI_NETNS, which ADD and CHECK need.
@@ -329,6 +329,10 @@ impl Bridge {
 }
 
 impl Plugin for Bridge {
+    fn schema(&self) -> &'static cni_protocol::gojson::Node {
+        &crate::config::SCHEMA
+    }
+
     fn add(&self, req: &Request) -> Result<CniResult, CniError> {
         let conf = load(req)?;
         let mut host = RouteSocket::open().map_err(kernel)?;

@@ -1,7 +1,8 @@
 //! The portmap plugin's configuration: the keys the reference reads, defaults and validation.
-//! Pure. Keys match case-insensitively, like the reference's Go decoder (containerd sends
-//! `runtimeConfig.portMappings` entries with Go-cased keys such as `HostPort`).
+//! Pure. Keys match as the reference's Go decoder matches them ([`SCHEMA`], read once by the
+//! skel): containerd sends `runtimeConfig.portMappings` entries with Go-cased keys (`HostPort`).
 
+use cni_protocol::gojson::{any, field, nullable, Node, NETCONF_FIELDS};
 use cni_protocol::CniError;
 use firewall::portmap::{PortMapping, Protocol};
 use serde_json::{Map, Value};
@@ -28,12 +29,35 @@ pub struct PortmapConf {
     pub mappings: Vec<PortMapping>,
 }
 
+/// The keys portmap reads, as the reference's Go structs name them.
+pub const SCHEMA: Node = Node::Struct(&[
+    &[
+        // Go pointers (`*bool`, `*int`, `*[]string`…): a later null unsets them.
+        nullable("snat"),
+        nullable("markMasqBit"),
+        nullable("externalSetMarkChain"),
+        nullable("conditionsV4"),
+        nullable("conditionsV6"),
+        nullable("backend"),
+        field(
+            "runtimeConfig",
+            Node::Struct(&[&[field(
+                "portMappings",
+                Node::List(&Node::Struct(&[&[
+                    any("hostPort"),
+                    any("containerPort"),
+                    any("protocol"),
+                    any("hostIP"),
+                ]])),
+            )]]),
+        ),
+    ],
+    NETCONF_FIELDS,
+]);
+
+/// A key of an object canonicalized against [`SCHEMA`].
 fn get<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    map.get(key).or_else(|| {
-        map.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })
+    map.get(key)
 }
 
 fn bad(msg: impl Into<String>) -> CniError {
@@ -102,12 +126,10 @@ impl PortmapConf {
             || self.external_set_mark_chain.is_some()
     }
 
-    /// Parse the plugin's keys from the stdin configuration.
-    pub fn parse(stdin: &[u8]) -> Result<PortmapConf, CniError> {
-        let value: Value = serde_json::from_slice(stdin)
-            .map_err(|e| CniError::new(cni_protocol::ErrorCode::Decode, e.to_string()))?;
+    /// Reads the plugin's keys from stdin as the skel parsed it for [`SCHEMA`].
+    pub fn parse(raw: &Value) -> Result<PortmapConf, CniError> {
         let empty = Map::new();
-        let top = value.as_object().unwrap_or(&empty);
+        let top = raw.as_object().unwrap_or(&empty);
         let snat = match get(top, "snat") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
@@ -182,7 +204,7 @@ mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<PortmapConf, CniError> {
-        PortmapConf::parse(s.as_bytes())
+        PortmapConf::parse(&cni_protocol::gojson::parse(s.as_bytes(), &SCHEMA).unwrap())
     }
 
     #[test]
@@ -197,8 +219,8 @@ mod tests {
     #[test]
     fn go_cased_mapping_keys_and_protocol_case() {
         let c = parse(
-            r#"{"name":"n","runtimeConfig":{"portMappings":[
-                {"HostPort":8080,"ContainerPort":80,"Protocol":"UDP","HostIP":"10.0.0.1"},
+            r#"{"name":"n","RuntimeConfig":{"PortMappings":[
+                {"HostPort":8080,"hostPort":8080,"ContainerPort":80,"Protocol":"UDP","HostIP":"10.0.0.1"},
                 {"hostPort":443,"containerPort":8443}]}}"#,
         )
         .unwrap();
@@ -219,6 +241,18 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn the_last_case_variant_wins() {
+        let c = parse(
+            r#"{"SNAT":false,"snat":true,"Mar\u212AMasqBit":3,"runtimeConfig":{"portMappings":[
+            {"hostPort":1,"HOSTPORT":2,"containerPort":3}]}}"#,
+        )
+        .unwrap();
+        assert!(c.snat);
+        assert_eq!(c.mark_masq_bit, 3);
+        assert_eq!(c.mappings[0].host_port, 2);
     }
 
     #[test]

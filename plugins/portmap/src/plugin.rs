@@ -18,7 +18,7 @@ fn fw(e: firewall::Error) -> CniError {
 }
 
 fn load(req: &Request) -> Result<PortmapConf, CniError> {
-    PortmapConf::parse(&req.stdin)
+    PortmapConf::parse(&req.raw)
 }
 
 /// The configured backend, or nftables when the kernel offers it (iptables otherwise).
@@ -125,6 +125,10 @@ fn joined(failures: Vec<String>) -> Result<(), CniError> {
 }
 
 impl Plugin for Portmap {
+    fn schema(&self) -> &'static cni_protocol::gojson::Node {
+        &crate::config::SCHEMA
+    }
+
     fn add(&self, req: &Request) -> Result<CniResult, CniError> {
         let conf = load(req)?;
         let prev = require_prev(req)?;
