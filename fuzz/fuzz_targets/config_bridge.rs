@@ -1,23 +1,28 @@
-//! bridge's stdin config (and CNI_ARGS after a NUL) through its own loader. Invariant: a config
-//! that loads loads to the same thing after a JSON decode/re-encode.
+//! bridge's stdin config (and CNI_ARGS after a NUL) through its own schema and loader.
+//! Invariants: the canonical form is a fixpoint (see `canonical`) and loads the same.
 #![no_main]
 
-use bridge::config::BridgeConf;
-use cni_fuzz::{rerender, split_args};
+use bridge::config::{BridgeConf, SCHEMA};
+use cni_fuzz::{canonical, split_args};
 use cni_protocol::NetConf;
 use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
 
-fn load(stdin: &[u8], args: &str) -> Option<BridgeConf> {
-    let net = NetConf::parse(stdin).ok()?;
-    BridgeConf::load(stdin, &net, args).ok()
+fn load(raw: &Value, args: &str) -> Option<BridgeConf> {
+    let net = NetConf::from_value(raw).ok()?;
+    BridgeConf::load(raw, &net, args).ok()
 }
 
 fuzz_target!(|data: &[u8]| {
     let (stdin, args) = split_args(data);
-    let Some(conf) = load(stdin, &args) else {
+    let Some(raw) = canonical(stdin, &SCHEMA) else {
         return;
     };
-    let again = rerender(stdin).and_then(|re| load(&re, &args));
+    let Some(conf) = load(&raw, &args) else {
+        return;
+    };
+    let text = serde_json::to_vec(&raw).unwrap_or_default();
+    let again = canonical(&text, &SCHEMA).and_then(|raw| load(&raw, &args));
     assert_eq!(
         again.as_ref(),
         Some(&conf),

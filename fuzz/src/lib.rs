@@ -1,6 +1,8 @@
 //! Shared pieces of the fuzz targets: input splitting, the JSON re-render, and the result
 //! conversion invariants used by both `prev_result` and `result_convert`.
 
+use cni_protocol::config::parse_config;
+use cni_protocol::gojson::Node;
 use cni_protocol::result::CniResult;
 use cni_protocol::version::SUPPORTED_VERSIONS;
 use cni_protocol::Version;
@@ -18,12 +20,20 @@ pub fn split_args(data: &[u8]) -> (&[u8], String) {
     }
 }
 
-/// The same JSON written back out by serde_json: what a runtime that decoded and re-encoded
-/// the config would send. `None` when the input is not JSON at all. Invalid UTF-8 becomes
-/// U+FFFD first, as Go's decoder does: the loaders skip unread keys without checking it.
-pub fn rerender(stdin: &[u8]) -> Option<Vec<u8>> {
-    let v: Value = serde_json::from_str(&String::from_utf8_lossy(stdin)).ok()?;
-    serde_json::to_vec(&v).ok()
+/// Parses `stdin` as a plugin does (Go's key rules against its schema), then checks that the
+/// canonical form is a fixpoint: written back out and parsed again it is unchanged. A runtime
+/// that decoded and re-encoded the config therefore gets the same result.
+pub fn canonical(stdin: &[u8], schema: &'static Node) -> Option<Value> {
+    let raw = parse_config(stdin, schema).ok()?;
+    let text = match serde_json::to_vec(&raw) {
+        Ok(text) => text,
+        Err(e) => panic!("canonical config does not serialize: {e}"),
+    };
+    match parse_config(&text, schema) {
+        Ok(again) => assert_eq!(again, raw, "canonicalize is not idempotent"),
+        Err(e) => panic!("canonical config {raw} does not parse: {e}"),
+    }
+    Some(raw)
 }
 
 /// Every supported version, parsed, oldest first.

@@ -147,7 +147,11 @@ impl Range {
 
     /// How many addresses this range can hand out (its window less the gateway).
     pub fn capacity(&self) -> u128 {
-        let window = to_u128(self.end) - to_u128(self.start) + 1;
+        // A rangeStart past the default end (e.g. the broadcast address) leaves an empty window.
+        let Some(window) = to_u128(self.end).checked_sub(to_u128(self.start)) else {
+            return 0;
+        };
+        let window = window + 1;
         window - u128::from(self.contains(self.gateway))
     }
 }
@@ -301,6 +305,16 @@ mod tests {
                 format!("RangeEnd {end} not in network {subnet}")
             );
         }
+    }
+
+    // Found by the range_alloc fuzz target: rangeStart at the broadcast address with the
+    // default end is accepted (as by the reference) but is an empty window, not 2^128 addresses.
+    #[test]
+    fn a_start_past_the_default_end_is_an_empty_window() {
+        let mut s = spec("10.1.0.0/24");
+        s.range_start = Some("10.1.0.255".into());
+        let r = Range::from_spec(&s).unwrap();
+        assert_eq!((r.capacity(), r.contains(r.start)), (0, false));
     }
 
     #[test]
