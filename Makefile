@@ -4,7 +4,7 @@ PREFIX ?= /opt/cni
 CARGO ?= cargo
 PLUGINS := bridge host-local portmap loopback
 
-.PHONY: build release test test-vm lint demo bench bench-host-local bench-bridge bench-startup install deps-demo deps-test dist dist-check conformance
+.PHONY: build release test test-vm lint demo bench bench-host-local bench-bridge bench-startup install deps-demo deps-test dist dist-check conformance fuzz-ci fuzz-long
 
 build:
 	$(CARGO) build --workspace --bins
@@ -33,6 +33,17 @@ test-vm: build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd fuzz && $(CARGO) fmt --all -- --check
+
+# Coverage-guided fuzzing (fuzz/, nightly + cargo-fuzz, installed by the script if missing).
+# fuzz-ci: clippy on the targets, then each target for FUZZ_CI_SECS (20 s); fails on any crash.
+# fuzz-long: each target to FUZZ_LONG_RUNS (1,000,000) executions: the README's figures.
+fuzz-ci:
+	cd fuzz && $(CARGO) +nightly clippy --all-targets -- -D warnings
+	tools/fuzz.sh ci
+
+fuzz-long:
+	tools/fuzz.sh long
 
 demo: deps-demo
 	demo/demo.sh

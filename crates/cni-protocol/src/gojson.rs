@@ -149,7 +149,10 @@ fn put_key(
 
 /// Parses `bytes` as one JSON value shaped by `schema` (see the module text).
 pub fn parse(bytes: &[u8], schema: &'static Node) -> Result<Value, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    // Go's decoder turns invalid UTF-8 inside strings into U+FFFD instead of failing (outside
+    // strings it is a syntax error either way); valid input is borrowed, not copied.
+    let text = String::from_utf8_lossy(bytes);
+    let mut de = serde_json::Deserializer::from_str(&text);
     let value = Seed {
         node: schema,
         sorted: false,
@@ -389,6 +392,15 @@ mod tests {
 
     fn p(text: &str) -> Value {
         parse(text.as_bytes(), &TOP).unwrap()
+    }
+
+    // Found while fuzzing the config loaders: `{"foo":"\xe9"}` was a decode error (code 6);
+    // the reference reads it (checked with its loopback).
+    #[test]
+    fn invalid_utf8_in_a_string_reads_as_go_does() {
+        let v = parse(b"{\"name\":\"a\xe9b\",\"foo\":\"\xff\"}", &NETCONF).unwrap();
+        assert_eq!(v, json!({"name": "a\u{FFFD}b", "foo": "\u{FFFD}"}));
+        assert!(parse(b"{\"name\":\"a\"\xe9}", &NETCONF).is_err());
     }
 
     #[test]

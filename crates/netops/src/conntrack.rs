@@ -245,6 +245,16 @@ fn parse_entry(family: u8, attrs: &[u8]) -> Result<CtEntry, String> {
     })
 }
 
+/// Decodes one dumped entry from its whole payload (nfgenmsg, then attributes), as
+/// [`Conntrack::entries`] does for each reply: for the fuzz targets.
+#[doc(hidden)]
+pub fn parse_reply(payload: &[u8]) -> std::result::Result<CtEntry, String> {
+    parse_entry(
+        payload.first().copied().unwrap_or(0),
+        payload.get(NFGENMSG_LEN..).unwrap_or_default(),
+    )
+}
+
 /// The conntrack table of the network namespace the socket was opened in.
 #[derive(Debug)]
 pub struct Conntrack {
@@ -335,6 +345,14 @@ fn table_is_empty() -> bool {
 }
 
 impl CtEntry {
+    /// The payload [`Conntrack::delete`] sends for this entry (nfgenmsg, then the key).
+    #[doc(hidden)]
+    pub fn delete_payload(&self) -> Vec<u8> {
+        let mut out = vec![self.family, NFNETLINK_V0, 0, 0];
+        out.extend_from_slice(&self.key);
+        out
+    }
+
     /// The entry's address family.
     pub fn family(&self) -> Option<IpFamily> {
         match i32::from(self.family) {
@@ -431,6 +449,19 @@ mod tests {
             e.orig.to_string(),
             "proto 17 192.0.2.2 sport 40000 -> 192.0.2.1 dport 9053"
         );
+    }
+
+    #[test]
+    fn a_parsed_reply_gives_a_delete_payload_that_parses_to_the_same_key() {
+        let (attrs, key) = dumped();
+        let payload = [vec![libc::AF_INET as u8, NFNETLINK_V0, 0, 0], attrs].concat();
+        let e = parse_reply(&payload).unwrap();
+        assert_eq!(e.family(), Some(IpFamily::V4));
+        let del = e.delete_payload();
+        assert_eq!(del[NFGENMSG_LEN..], key[..]);
+        let back = parse_reply(&del).unwrap();
+        assert_eq!((back.orig, back.reply), (e.orig, None));
+        assert!(parse_reply(&[]).is_err());
     }
 
     #[test]

@@ -288,15 +288,8 @@ impl NetlinkSocket {
                     }
                     NLMSG_DONE => {
                         done = true;
-                        // A dump that failed part-way reports its errno in the DONE payload.
-                        match frame.payload.get(0..4) {
-                            Some(b) => {
-                                let code = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-                                if code < 0 {
-                                    return Err(Failure::Errno(-code, None));
-                                }
-                                Ok(())
-                            }
+                        match done_errno(frame.payload) {
+                            Some(errno) => Err(Failure::Errno(errno, None)),
                             None => Ok(()),
                         }
                     }
@@ -347,6 +340,52 @@ where
     Ok(())
 }
 
+/// A dump that failed part-way reports its errno in the `NLMSG_DONE` payload.
+fn done_errno(payload: &[u8]) -> Option<i32> {
+    let b = payload.get(0..4)?;
+    let code = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+    (code < 0).then(|| errno_of(code))
+}
+
+/// The positive errno of a nonzero kernel error code. The kernel sends `-errno`; a corrupt
+/// reply's positive code (or `i32::MIN`, which has no negation) still reads as a failure with
+/// a positive errno rather than a negative one or an overflow.
+fn errno_of(code: i32) -> i32 {
+    i32::try_from(code.unsigned_abs()).unwrap_or(i32::MAX)
+}
+
+/// How one message of a reply datagram reads: its header and, for `NLMSG_ERROR`, the ACK
+/// (`None`) or NACK, for `NLMSG_DONE` the errno of a failed dump.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct DecodedFrame {
+    pub header: NetlinkHeader,
+    pub payload_len: usize,
+    pub error: Option<Option<(i32, Option<String>)>>,
+    pub done_errno: Option<i32>,
+}
+
+/// Decodes a reply datagram the way the socket does, without a socket: for the fuzz targets.
+#[doc(hidden)]
+pub fn decode_datagram(buf: &[u8]) -> Result<Vec<DecodedFrame>, Failure> {
+    let mut out = Vec::new();
+    for_each_frame(buf, |frame| {
+        let (error, done) = match frame.header.message_type {
+            NLMSG_ERROR => (Some(parse_error(&frame)?), None),
+            NLMSG_DONE => (None, done_errno(frame.payload)),
+            _ => (None, None),
+        };
+        out.push(DecodedFrame {
+            header: frame.header,
+            payload_len: frame.payload.len(),
+            error,
+            done_errno: done,
+        });
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// Decodes an `NLMSG_ERROR` payload: `None` for an ACK, `Some((errno, ext-ack message))` for a NACK.
 fn parse_error(frame: &Frame<'_>) -> Result<Option<(i32, Option<String>)>, Failure> {
     let p = frame.payload;
@@ -379,7 +418,7 @@ fn parse_error(frame: &Frame<'_>) -> Result<Option<(i32, Option<String>)>, Failu
             }
         }
     }
-    Ok(Some((-code, detail)))
+    Ok(Some((errno_of(code), detail)))
 }
 
 #[cfg(test)]
@@ -441,6 +480,25 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seqs, [1, 2]);
+    }
+
+    // Found by the netlink_datagram fuzz target: a positive code came out as errno -512.
+    #[test]
+    fn corrupt_error_codes_still_give_a_positive_errno() {
+        for (code, errno) in [
+            (512, 512),
+            (i32::MIN, i32::MAX),
+            (-libc::EBUSY, libc::EBUSY),
+        ] {
+            let mut payload = code.to_ne_bytes().to_vec();
+            payload.extend_from_slice(&[0u8; NLMSG_HDRLEN]);
+            let mut bytes = frame_bytes(NLMSG_ERROR, 0, 1, &payload);
+            bytes.extend(frame_bytes(NLMSG_DONE, 0, 1, &code.to_ne_bytes()));
+            let frames = decode_datagram(&bytes).unwrap();
+            assert_eq!(frames[0].error, Some(Some((errno, None))), "code {code}");
+            let done = (code < 0).then_some(errno);
+            assert_eq!(frames[1].done_errno, done, "code {code}");
+        }
     }
 
     #[test]

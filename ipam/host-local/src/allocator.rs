@@ -87,7 +87,8 @@ impl Iterator for Candidates<'_> {
             self.next = (following != self.first).then_some(following);
             let range = &self.set.0[idx];
             let ip = from_u128(at, range.start);
-            if ip != range.gateway {
+            // `contains` is false throughout an empty window (start past end).
+            if ip != range.gateway && range.contains(ip) {
                 return Some(ip);
             }
         }
@@ -200,6 +201,30 @@ mod tests {
         );
         let outside: Vec<IpAddr> = Candidates::new(&s, Some(ip("10.0.0.128"))).collect();
         assert_eq!(outside, all);
+    }
+
+    // Found by the range_alloc fuzz target: a rangeStart at the broadcast address gave it out
+    // (the reference then goes on past the subnet: 10.1.1.0, ...); the window is empty.
+    #[test]
+    fn an_empty_window_offers_no_address() {
+        let empty = RangeSpec {
+            subnet: "10.1.0.0/24".into(),
+            range_start: Some("10.1.0.255".into()),
+            ..Default::default()
+        };
+        let s = RangeSet::from_specs(std::slice::from_ref(&empty)).unwrap();
+        assert_eq!(Candidates::new(&s, None).count(), 0);
+        let r = allocate(&mut MemoryStore::default(), 0, &s, &owner(0), None);
+        assert!(matches!(r, Err(AllocError::Exhausted { .. })), "{r:?}");
+        let small = RangeSpec {
+            subnet: "10.2.0.0/30".into(),
+            ..Default::default()
+        };
+        let two = RangeSet::from_specs(&[empty, small]).unwrap();
+        assert_eq!(
+            Candidates::new(&two, None).collect::<Vec<_>>(),
+            ips(&["10.2.0.2"])
+        );
     }
 
     #[test]

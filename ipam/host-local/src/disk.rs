@@ -61,10 +61,21 @@ fn owner_key(owner: &Owner) -> Option<String> {
 }
 
 /// A lease file name is the canonical text of its address (what Go's `net.IP.String` prints).
-fn lease_ip(name: &str) -> Option<IpAddr> {
+pub fn lease_ip(name: &str) -> Option<IpAddr> {
     name.parse::<IpAddr>()
         .ok()
         .filter(|ip| ip.to_string() == name)
+}
+
+/// An index file: one address per line; lines that are not an address are skipped (a torn
+/// write is caught by the stamp, not here).
+pub fn parse_index(text: &str) -> BTreeSet<IpAddr> {
+    text.lines().filter_map(|l| l.parse().ok()).collect()
+}
+
+/// The content of an index file for `ips`, as [`parse_index`] reads it back.
+pub fn render_index(ips: &BTreeSet<IpAddr>) -> String {
+    ips.iter().map(|ip| format!("{ip}\n")).collect()
 }
 
 /// Gives an `O_TMPFILE` inode the name `dest` (fails with `AlreadyExists` if taken).
@@ -347,7 +358,7 @@ impl DiskStore {
         let Some(key) = key else { return Ok(None) };
         if !self.index.contains_key(&key) {
             let ips = match read_small(&self.index_dir.join(&key)) {
-                Ok(text) => text.lines().filter_map(|l| l.parse().ok()).collect(),
+                Ok(text) => parse_index(&text),
                 Err(e) if e.kind() == ErrorKind::NotFound => BTreeSet::new(),
                 Err(e) => return Err(io_err("reading index", e)),
             };
@@ -490,8 +501,7 @@ impl DiskStore {
             let path = self.index_dir.join(&key);
             match self.index.get(&key).filter(|s| !s.is_empty()) {
                 Some(ips) => {
-                    let text: String = ips.iter().map(|ip| format!("{ip}\n")).collect();
-                    Self::write_in_place(&path, &text)?;
+                    Self::write_in_place(&path, &render_index(ips))?;
                 }
                 None => match fs::remove_file(&path) {
                     Ok(()) => {}
@@ -662,6 +672,20 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn index_files_and_lease_names_read_back() {
+        let ips: BTreeSet<IpAddr> = [ip("10.1.0.2"), ip("fd00::2")].into();
+        assert_eq!(render_index(&ips), "10.1.0.2\nfd00::2\n");
+        assert_eq!(parse_index(&render_index(&ips)), ips);
+        assert_eq!(
+            parse_index("10.1.0.2\ntorn\n\nfd00::"),
+            [ip("10.1.0.2"), ip("fd00::")].into()
+        );
+        assert_eq!(lease_ip("10.1.0.2"), Some(ip("10.1.0.2")));
+        assert_eq!(lease_ip("010.1.0.2"), None);
+        assert_eq!(lease_ip("FD00::2"), None, "not the canonical text");
     }
 
     #[test]

@@ -110,14 +110,18 @@ impl Range {
                 return Err(format!("RangeStart {s} not in network {subnet}"));
             }
         }
+        // The reference has already defaulted the start when it checks the end, so an end
+        // below the first host (the network address) is refused rather than giving an empty
+        // range with start > end.
+        let start = start.unwrap_or_else(|| from_u128(network + 1, subnet.ip()));
         if let Some(e) = end {
-            if !in_window(e, start, end) {
+            if !in_window(e, Some(start), end) {
                 return Err(format!("RangeEnd {e} not in network {subnet}"));
             }
         }
         Ok(Range {
             subnet,
-            start: start.unwrap_or_else(|| from_u128(network + 1, subnet.ip())),
+            start,
             end: end.unwrap_or_else(|| from_u128(last, subnet.ip())),
             gateway,
         })
@@ -143,7 +147,11 @@ impl Range {
 
     /// How many addresses this range can hand out (its window less the gateway).
     pub fn capacity(&self) -> u128 {
-        let window = to_u128(self.end) - to_u128(self.start) + 1;
+        // A rangeStart past the default end (e.g. the broadcast address) leaves an empty window.
+        let Some(window) = to_u128(self.end).checked_sub(to_u128(self.start)) else {
+            return 0;
+        };
+        let window = window + 1;
         window - u128::from(self.contains(self.gateway))
     }
 }
@@ -284,6 +292,29 @@ mod tests {
             Range::from_spec(&s).unwrap_err(),
             "RangeEnd 10.1.9.40 not in network 10.1.2.0/24"
         );
+    }
+
+    // Found by the range_alloc fuzz target: `::/126` with rangeEnd `::` gave the range `::1-::`.
+    #[test]
+    fn an_end_below_the_default_start_is_refused_as_the_reference_does() {
+        for (subnet, end) in [("10.1.0.0/24", "10.1.0.0"), ("fd00::/126", "fd00::")] {
+            let mut s = spec(subnet);
+            s.range_end = Some(end.into());
+            assert_eq!(
+                Range::from_spec(&s).unwrap_err(),
+                format!("RangeEnd {end} not in network {subnet}")
+            );
+        }
+    }
+
+    // Found by the range_alloc fuzz target: rangeStart at the broadcast address with the
+    // default end is accepted (as by the reference) but is an empty window, not 2^128 addresses.
+    #[test]
+    fn a_start_past_the_default_end_is_an_empty_window() {
+        let mut s = spec("10.1.0.0/24");
+        s.range_start = Some("10.1.0.255".into());
+        let r = Range::from_spec(&s).unwrap();
+        assert_eq!((r.capacity(), r.contains(r.start)), (0, false));
     }
 
     #[test]
