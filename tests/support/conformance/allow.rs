@@ -310,6 +310,20 @@ pub const ALLOWED: &[Allowed] = &[
         },
     },
     Allowed {
+        name: "L2-only at 0.1.0/0.2.0 refused first",
+        group: Group::Intentional,
+        reason: "an L2-only bridge at 0.1.0/0.2.0 is refused with the reference's \"cannot convert\" \
+                 before anything is made (README); the reference builds first, so another failure on \
+                 the way (e.g. CNI_IFNAME taken) is what it reports",
+        matches: |c| {
+            c.plugin(Plugin::Bridge)
+                && matches!(c.version().as_str(), "0.1.0" | "0.2.0")
+                && c.ours.status != 0
+                && c.theirs.status != 0
+                && super::compare::msg(c.ours).starts_with("cannot convert")
+        },
+    },
+    Allowed {
         name: "backend key of newer references",
         group: Group::Intentional,
         reason: "ipMasqBackend (bridge) and backend (portmap) come from newer references (v1.6+), \
