@@ -4,9 +4,7 @@
 //! each key it uses. A plugin type we do not build makes its example fail, never skip.
 
 use cni_suite_tests::chain::{Chain, NetworkList};
-use cni_suite_tests::sandbox::{
-    in_sandbox, kernel_has_vlan_filtering, privileged, sh, sh_ok, Netns,
-};
+use cni_suite_tests::sandbox::{in_sandbox, kernel_has_vlan_filtering, privileged, sh, Netns};
 use cni_suite_tests::{lease_names, link_addresses, our_bin_dir, our_plugin};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
