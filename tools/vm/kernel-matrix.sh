@@ -8,7 +8,8 @@
 #   tools/vm/kernel-matrix.sh PACKAGE    one kernel package (e.g. linux-image-amd64)
 #   VM_SUITES="bridge portmap" ...       only these suites (test target names)
 #
-# Needs root (apt-get), qemu-system-x86, kmod, cpio; tools/deps.sh vm installs them.
+# Needs root: installs what it uses (qemu-system-x86, kmod, cpio, binutils) with apt-get when
+# missing, and downloads the kernel and busybox-static packages into its cache (target/vm).
 # Exit status: 0 only if every suite passed on every kernel.
 set -euo pipefail
 shopt -s inherit_errexit
@@ -26,6 +27,18 @@ memory=${VM_MEMORY:-2048}
 timeout_s=${VM_TIMEOUT:-1500}
 
 log() { printf 'kernel-matrix: %s\n' "$*" >&2; }
+
+# --- host packages: only the missing ones, so a warm machine makes no apt call ---
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+for pkg in qemu-system-x86 kmod cpio binutils; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || {
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+fi
 
 # --- test executables (built by `cargo build`/`make test` already; this only lists them) ---
 log "listing test executables"
