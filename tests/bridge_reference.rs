@@ -584,7 +584,7 @@ fn vlan_networks_match_the_reference() {
                 let rb = run(side, "ADD", "c2", &b, "1.0.0", extra).ok();
                 let mut state = vec![
                     masked(ra.clone()).to_string(),
-                    masked(rb).to_string(),
+                    masked(rb.clone()).to_string(),
                     a.sh("ip -o route show"),
                 ];
                 state.extend(host_l2_state());
@@ -595,8 +595,15 @@ fn vlan_networks_match_the_reference() {
                         "{what}: gateway {gw}"
                     );
                 }
-                let ip_b = b.sh("ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1");
-                assert!(a.sh_ok(&format!("ping -c1 -W5 {}", ip_b.trim())), "{what}");
+                let ip_b = rb["ips"][0]["address"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split('/')
+                    .next();
+                assert!(
+                    a.sh_ok(&format!("ping -c1 -W5 {}", ip_b.unwrap_or(""))),
+                    "{what}"
+                );
                 run(side, "DEL", "c1", &a, "1.0.0", extra).ok();
                 run(side, "DEL", "c2", &b, "1.0.0", extra).ok();
                 run(side, "DEL", "c2", &b, "1.0.0", extra).ok();

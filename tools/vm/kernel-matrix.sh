@@ -7,6 +7,7 @@
 #   tools/vm/kernel-matrix.sh            every kernel in tools/vm/kernels
 #   tools/vm/kernel-matrix.sh PACKAGE    one kernel package (e.g. linux-image-amd64)
 #   VM_SUITES="bridge portmap" ...       only these suites (test target names)
+#   VM_FILTER=vlan ...                   only the tests whose names contain this (libtest filter)
 #
 # Needs root: installs what it uses (qemu-system-x86, kmod, cpio, binutils) with apt-get when
 # missing, and downloads the kernel and busybox-static packages into its cache (target/vm).
@@ -201,7 +202,7 @@ run_kernel() { # package -> 0 if every suite passed
   # -accel tcg: /dev/kvm here is a nested software hypervisor a stock guest cannot use.
   timeout "$timeout_s" qemu-system-x86_64 -accel tcg -m "$memory" -smp 2 -nographic -nic none \
     -no-reboot -kernel "$vmlinuz" -initrd "$initrd" \
-    -append "console=ttyS0 panic=-1 quiet loglevel=3 cni_suites=\"$suites\"" \
+    -append "console=ttyS0 panic=-1 quiet loglevel=3 cni_suites=\"$suites\" cni_filter=\"${VM_FILTER:-}\"" \
     </dev/null >"$console" 2>&1 || true
   # The guest prints each suite's output and one line per suite: "VM-SUITE <name> <exit>".
   # Strip the firmware's terminal escapes so the markers start their lines.
