@@ -25,7 +25,7 @@ mkdir -p "$cache"
 # crate's own (crates/netops/tests/kernel is `netops:kernel`).
 suites=${VM_SUITES:-"netops:kernel firewall:kernel firewall:macspoof firewall:portmap bridge bridge_reference portmap portmap_reference conf_examples loopback loopback_reference crash"}
 memory=${VM_MEMORY:-2048}
-timeout_s=${VM_TIMEOUT:-1500}
+timeout_s=${VM_TIMEOUT:-2700}
 
 log() { printf 'kernel-matrix: %s\n' "$*" >&2; }
 
