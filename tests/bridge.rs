@@ -464,6 +464,75 @@ fn vlan_and_trunk_configure_the_port() {
     });
 }
 
+/// `vlan` + `isGateway` with our default (`preserveDefaultVlan` off): the gateway address is
+/// on `<bridge>.<vid>`, not the bridge; its port and the pods' ports are in VLAN 100 only; pods
+/// reach the gateway and each other; the result lists it; DEL leaves it for the next pod.
+#[test]
+fn vlan_gateway_interface_carries_the_gateway() {
+    if !privileged() {
+        return;
+    }
+    in_sandbox(|| {
+        let net = Network::new(
+            "br-vg",
+            "10.9.0.0/24",
+            json!({ "vlan": 100, "isGateway": true }),
+        );
+        let (a, b) = (Netns::new(), Netns::new());
+        if !kernel_has_vlan_filtering() {
+            let err = net.call("ADD", "a", &a).run(&net.bin).err(999);
+            assert!(err["msg"].as_str().unwrap_or("").contains("VLAN"), "{err}");
+            assert!(net.leases().is_empty() && links_named("veth").is_empty());
+            assert!(links_named("br-vg.").is_empty());
+            return;
+        }
+        let ra = net.add("a", &a);
+        let gateway = &ra["interfaces"][3];
+        assert_eq!(gateway["name"], "br-vg.100", "{ra}");
+        assert!(gateway.get("sandbox").is_none(), "{ra}");
+        let gw_link = link_addrs("br-vg.100");
+        assert_eq!(addresses(&gw_link), ["10.9.0.1/24"]);
+        assert_eq!(gw_link["address"], gateway["mac"]);
+        assert!(addresses(&link_addrs("br-vg")).is_empty());
+        // Before the next port: a bridge without an address takes its ports' lowest MAC, so a
+        // later CHECK of the MAC in `ra` may fail (as in the reference).
+        net.check("a", &a, &ra).ok();
+        let rb = net.add("b", &b);
+        assert_eq!(rb["interfaces"][3]["name"], "br-vg.100", "{rb}");
+        assert!(a.sh_ok("ping -c1 -W5 10.9.0.1"));
+        assert!(a.sh_ok(&format!("ping -c1 -W5 {}", pod_ip(&rb, 0))));
+        // Every port of the bridge: the two pods' and the gateway's, VLAN 100 untagged only.
+        let table = ip_json("bridge -j vlan show");
+        let ports: Vec<&Value> = table
+            .as_array()
+            .map(|t| t.iter().filter(|p| p["ifname"] != "br-vg").collect())
+            .unwrap_or_default();
+        assert_eq!(ports.len(), 3, "{table}");
+        for port in ports {
+            let vids: Vec<&Value> = port["vlans"].as_array().into_iter().flatten().collect();
+            assert_eq!(vids.len(), 1, "{table}");
+            assert_eq!(vids[0]["vlan"], 100, "{table}");
+            let flags = vids[0]["flags"].to_string();
+            assert!(
+                flags.contains("PVID") && flags.contains("Egress Untagged"),
+                "{table}"
+            );
+        }
+        net.del("a", &a).ok();
+        net.del("b", &b).ok();
+        assert_eq!(addresses(&link_addrs("br-vg.100")), ["10.9.0.1/24"]);
+        assert_eq!(
+            links_named("veth").len(),
+            1,
+            "only the gateway's port is left"
+        );
+    });
+}
+
+fn link_addrs(name: &str) -> Value {
+    ip_json(&format!("ip -d -j addr show dev {name}"))[0].clone()
+}
+
 #[test]
 fn l2_only_and_disabled_container_interface() {
     if !privileged() {

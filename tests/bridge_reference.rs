@@ -3,7 +3,7 @@
 //! name masked), kernel state compared where it must match, and pods made by one binary torn
 //! down by the other.
 
-use cni_suite_tests::sandbox::{in_sandbox, privileged, sh, Netns};
+use cni_suite_tests::sandbox::{in_sandbox, kernel_has_vlan_filtering, privileged, sh, Netns};
 use cni_suite_tests::{lease_names, our_bin_dir, reference_plugin, Call, Reply, REFERENCE_DIR};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -546,5 +546,158 @@ fn l2_only_sysctls_and_gatewayless_routes_match_the_reference() {
             });
         }
         assert_eq!(seen[0], seen[1], "{what}: ours vs reference");
+    }
+}
+
+/// Interface names as a comparison sees them: veths are named at random by the reference and
+/// derived by us, so every `veth…` name reads `<veth>`.
+fn role(name: &str) -> String {
+    if name.starts_with("veth") {
+        "<veth>".into()
+    } else {
+        name.to_string()
+    }
+}
+
+fn json_of(cmd: &str) -> Value {
+    serde_json::from_str(&sh(cmd)).unwrap_or_else(|e| panic!("{cmd}: not JSON ({e})"))
+}
+
+/// The sandbox host's links (name, kind, master, MTU, up), global addresses and bridge VLAN
+/// table, veth names masked and everything sorted, for comparing two sandboxes.
+fn host_l2_state() -> Vec<String> {
+    let mut state = Vec::new();
+    for l in json_of("ip -j -d addr show")
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let name = l["ifname"].as_str().unwrap_or("");
+        if name == "lo" {
+            continue;
+        }
+        let mut addrs: Vec<String> = l["addr_info"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["scope"] == "global")
+            .map(|a| format!("{}/{}", a["local"].as_str().unwrap_or(""), a["prefixlen"]))
+            .collect();
+        addrs.sort();
+        state.push(format!(
+            "link {} kind={} master={} mtu={} up={} vlan_filtering={} addrs={addrs:?}",
+            role(name),
+            l["linkinfo"]["info_kind"],
+            role(l["master"].as_str().unwrap_or("-")),
+            l["mtu"],
+            l["flags"]
+                .as_array()
+                .is_some_and(|f| f.contains(&json!("UP"))),
+            l["linkinfo"]["info_data"]["vlan_filtering"],
+        ));
+    }
+    for port in json_of("bridge -j vlan show")
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let mut vlans: Vec<String> = port["vlans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| format!("{}{}", v["vlan"], v["flags"]))
+            .collect();
+        vlans.sort();
+        state.push(format!(
+            "vlans {} {vlans:?}",
+            role(port["ifname"].as_str().unwrap_or(""))
+        ));
+    }
+    state.sort();
+    state
+}
+
+/// `vlan` networks, with and without a gateway: results, CHECK, the links, addresses and
+/// bridge VLAN table they leave on the host (the gateway on `<bridge>.<vid>`), pods reaching
+/// that gateway, and what stays after DEL, all as the reference does. v1.1.1 keeps VLAN 1 on
+/// the port, which ours does with `preserveDefaultVlan` (our default follows v1.8: off).
+#[test]
+fn vlan_networks_match_the_reference() {
+    if !privileged() {
+        return;
+    }
+    let Some((ours, theirs)) = sides() else {
+        return;
+    };
+    let has_vlans = {
+        let mut has = false;
+        in_sandbox(|| has = kernel_has_vlan_filtering());
+        has
+    };
+    let configs = [
+        ("vlan", json!({ "vlan": 100, "preserveDefaultVlan": true })),
+        (
+            "vlan gateway",
+            json!({ "vlan": 100, "isGateway": true, "preserveDefaultVlan": true }),
+        ),
+        (
+            "vlan default gateway, dual stack, mtu",
+            json!({
+                "vlan": 42, "isDefaultGateway": true, "preserveDefaultVlan": true, "mtu": 1400,
+                "ipam": { "type": "host-local", "ranges": [[{ "subnet": "10.45.0.0/24" }], [{ "subnet": "fd00:45::/64" }]] }
+            }),
+        ),
+    ];
+    for (what, extra) in &configs {
+        let mut seen = Vec::new();
+        for side in [&ours, &theirs] {
+            in_sandbox(|| {
+                let (a, b) = (Netns::new(), Netns::new());
+                let ra = run(side, "ADD", "c1", &a, "1.0.0", extra);
+                if !has_vlans {
+                    // This kernel cannot filter VLANs: both refuse (texts differ, see README).
+                    assert_ne!(ra.status, 0, "{what}: {ra:?}");
+                    seen.push(vec![format!("refused with code {}", ra.json()["code"])]);
+                    return;
+                }
+                let ra = ra.ok();
+                // Before the next port: a bridge without an address takes its ports' lowest
+                // MAC, so a later CHECK of the MAC in `ra` may fail (in both).
+                let mut with_prev = extra.clone();
+                with_prev["prevResult"] = ra.clone();
+                run(side, "CHECK", "c1", &a, "1.0.0", &with_prev).ok();
+                let rb = run(side, "ADD", "c2", &b, "1.0.0", extra).ok();
+                let mut state = vec![
+                    masked(ra.clone()).to_string(),
+                    masked(rb.clone()).to_string(),
+                    a.sh("ip -o route show"),
+                ];
+                state.extend(host_l2_state());
+                if extra.get("isGateway").is_some() || extra.get("isDefaultGateway").is_some() {
+                    let gw = ra["ips"][0]["gateway"].as_str().unwrap_or("").to_string();
+                    assert!(
+                        a.sh_ok(&format!("ping -c1 -W5 {gw}")),
+                        "{what}: gateway {gw}"
+                    );
+                }
+                let ip_b = rb["ips"][0]["address"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split('/')
+                    .next();
+                assert!(
+                    a.sh_ok(&format!("ping -c1 -W5 {}", ip_b.unwrap_or(""))),
+                    "{what}"
+                );
+                run(side, "DEL", "c1", &a, "1.0.0", extra).ok();
+                run(side, "DEL", "c2", &b, "1.0.0", extra).ok();
+                run(side, "DEL", "c2", &b, "1.0.0", extra).ok();
+                // The bridge and any gateway interface stay, as the bridge always does.
+                state.push("after DEL".into());
+                state.extend(host_l2_state());
+                seen.push(state);
+            });
+        }
+        assert_eq!(seen[0], seen[1], "{what}: ours (left) vs reference (right)");
     }
 }

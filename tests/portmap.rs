@@ -630,6 +630,9 @@ fn udp_client_follows_the_port_to_the_new_pod(portmap: &Path, backend: &str, v6:
         serve_udp_tag(&pod1, 53, "pod-1");
         assert_eq!(ask(&mapped), "pod-1");
         // An entry to a port nobody maps (answered by an ICMP error): the flush must keep it.
+        // Unanswered, it lives 30 s by default, less than the next steps take in the
+        // kernel-matrix VM (software emulation): keep it long enough to be checked.
+        sh("sysctl -qw net.netfilter.nf_conntrack_udp_timeout=600");
         client(40054, 9054).send(b"hi").expect("send");
 
         Call::new("DEL", "pod-1", pods.conf(&m, None))

@@ -7,8 +7,10 @@
 #   tools/vm/kernel-matrix.sh            every kernel in tools/vm/kernels
 #   tools/vm/kernel-matrix.sh PACKAGE    one kernel package (e.g. linux-image-amd64)
 #   VM_SUITES="bridge portmap" ...       only these suites (test target names)
+#   VM_FILTER=vlan ...                   only the tests whose names contain this (libtest filter)
 #
-# Needs root (apt-get), qemu-system-x86, kmod, cpio; tools/deps.sh vm installs them.
+# Needs root: installs what it uses (qemu-system-x86, kmod, cpio, binutils) with apt-get when
+# missing, and downloads the kernel and busybox-static packages into its cache (target/vm).
 # Exit status: 0 only if every suite passed on every kernel.
 set -euo pipefail
 shopt -s inherit_errexit
@@ -23,9 +25,21 @@ mkdir -p "$cache"
 # crate's own (crates/netops/tests/kernel is `netops:kernel`).
 suites=${VM_SUITES:-"netops:kernel firewall:kernel firewall:macspoof firewall:portmap bridge bridge_reference portmap portmap_reference conf_examples loopback loopback_reference crash"}
 memory=${VM_MEMORY:-2048}
-timeout_s=${VM_TIMEOUT:-1500}
+timeout_s=${VM_TIMEOUT:-2700}
 
 log() { printf 'kernel-matrix: %s\n' "$*" >&2; }
+
+# --- host packages: only the missing ones, so a warm machine makes no apt call ---
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+for pkg in qemu-system-x86 kmod cpio binutils; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || {
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+fi
 
 # --- test executables (built by `cargo build`/`make test` already; this only lists them) ---
 log "listing test executables"
@@ -188,7 +202,7 @@ run_kernel() { # package -> 0 if every suite passed
   # -accel tcg: /dev/kvm here is a nested software hypervisor a stock guest cannot use.
   timeout "$timeout_s" qemu-system-x86_64 -accel tcg -m "$memory" -smp 2 -nographic -nic none \
     -no-reboot -kernel "$vmlinuz" -initrd "$initrd" \
-    -append "console=ttyS0 panic=-1 quiet loglevel=3 cni_suites=\"$suites\"" \
+    -append "console=ttyS0 panic=-1 quiet loglevel=3 cni_suites=\"$suites\" cni_filter=\"${VM_FILTER:-}\"" \
     </dev/null >"$console" 2>&1 || true
   # The guest prints each suite's output and one line per suite: "VM-SUITE <name> <exit>".
   # Strip the firmware's terminal escapes so the markers start their lines.

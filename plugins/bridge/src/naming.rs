@@ -18,6 +18,13 @@ pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
     format!("veth{}", &hex[..11])
 }
 
+/// Bridge-side end of the VLAN gateway's veth pair (`<bridge>.<vid>` is the other end): the
+/// same `veth` + 11 hex form, hashed from a text no attachment can produce (ifname is never
+/// empty), so the port is found again without stored state.
+pub fn vlan_gateway_port_name(bridge: &str, vid: u16) -> String {
+    host_veth_name(&format!("vlan-gateway {bridge}.{vid}"), "")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +38,8 @@ mod tests {
         assert_ne!(a, host_veth_name("abc", "eth1"));
         // The separator keeps ("ab", "ceth0") and ("abc", "eth0") apart.
         assert_ne!(a, host_veth_name("ab", "ceth0"));
+        let g = vlan_gateway_port_name("cni0", 100);
+        assert_eq!((g.len(), g.starts_with("veth")), (15, true));
+        assert_ne!(g, vlan_gateway_port_name("cni0", 101));
     }
 }

@@ -236,13 +236,23 @@ impl Bridge {
         let ipam = ipam.transpose()?;
 
         let mut result = CniResult::default();
+        let mut vlan_gateway = None;
         if let Some(ipam) = ipam {
             let plan: AddressPlan = plan(conf, &ipam)?;
             let has_ipv6 = plan.ips.iter().any(|i| i.address.is_ipv6());
             container::write_sysctls(&netns, conf, &inv.ifname, has_ipv6)?;
             container::configure_interface(&mut container, conf, &container_link, &plan)?;
             if conf.is_gateway {
-                host::ensure_gateway_addresses(host, conf, &bridge, &plan.bridge_addresses)?;
+                // A `vlan` network's gateway lives on `<bridge>.<vid>`, listed in the result
+                // after the container's interface, as the reference does.
+                let target = if conf.vlan != 0 && !plan.bridge_addresses.is_empty() {
+                    let gateway = host::ensure_vlan_gateway(host, conf, &bridge)?;
+                    vlan_gateway = Some(interface(&gateway, None));
+                    gateway
+                } else {
+                    bridge.clone()
+                };
+                host::ensure_gateway_addresses(host, conf, &target, &plan.bridge_addresses)?;
                 host::enable_forwarding(plan.has_ipv4_gateway(), plan.has_ipv6_gateway())?;
                 crash::point("gateway-set");
             }
@@ -291,6 +301,7 @@ impl Bridge {
                 inv.netns.as_deref().map(|p| p.to_string_lossy()).as_deref(),
             ),
         ];
+        result.interfaces.extend(vlan_gateway);
         if !conf.dns.is_empty() {
             result.dns = conf.dns.clone();
         }
