@@ -23,7 +23,7 @@ mkdir -p "$cache"
 # suites (host-local, hostile input, fuzz) gain nothing from another kernel.
 # A suite is a test target: `name` for the black-box suites in tests/, `<crate dir>:name` for a
 # crate's own (crates/netops/tests/kernel is `netops:kernel`).
-suites=${VM_SUITES:-"netops:kernel firewall:kernel firewall:macspoof firewall:portmap bridge bridge_reference portmap portmap_reference conf_examples loopback loopback_reference crash"}
+suites=${VM_SUITES:-"netops:kernel firewall:kernel firewall:macspoof firewall:portmap bridge bridge_reference portmap portmap_reference conf_examples loopback loopback_reference crash conformance"}
 memory=${VM_MEMORY:-2048}
 timeout_s=${VM_TIMEOUT:-2700}
 
