@@ -6,7 +6,7 @@
 
 use cni_fuzz::split_args;
 use libfuzzer_sys::fuzz_target;
-use loopback::{Loopback, ABOUT};
+use loopback::Loopback;
 use serde_json::Value;
 
 const COMMANDS: &[&str] = &["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION", "BOGUS"];
@@ -35,7 +35,8 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = cni_protocol::skel::run(&Loopback, ABOUT, &env, &mut &stdin[..], &mut out, &mut err);
+    let about = cni_protocol::skel::about("loopback");
+    let code = cni_protocol::skel::run(&Loopback, &about, &env, &mut &stdin[..], &mut out, &mut err);
     match code {
         0 => {
             if !out.is_empty() {
