@@ -36,7 +36,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let about = cni_protocol::skel::about("loopback");
-    let code = cni_protocol::skel::run(&Loopback, &about, &env, &mut &stdin[..], &mut out, &mut err);
+    let code =
+        cni_protocol::skel::run(&Loopback, &about, &env, &mut &stdin[..], &mut out, &mut err);
     match code {
         0 => {
             if !out.is_empty() {
