@@ -36,6 +36,26 @@ pub fn canonical(stdin: &[u8], schema: &'static Node) -> Option<Value> {
     Some(raw)
 }
 
+/// Loads `stdin` (and CNI_ARGS `args`) through `schema` and a plugin's `load`, and checks that
+/// the canonical form written back out loads to the same config. `None`: the config is refused.
+pub fn load_round_trip<T: PartialEq + std::fmt::Debug>(
+    stdin: &[u8],
+    args: &str,
+    schema: &'static Node,
+    load: impl Fn(&Value, &str) -> Option<T>,
+) -> Option<(Value, T)> {
+    let raw = canonical(stdin, schema)?;
+    let conf = load(&raw, args)?;
+    let text = serde_json::to_vec(&raw).unwrap_or_default();
+    let again = canonical(&text, schema).and_then(|raw| load(&raw, args));
+    assert_eq!(
+        again.as_ref(),
+        Some(&conf),
+        "re-rendered config loads differently"
+    );
+    Some((raw, conf))
+}
+
 /// Every supported version, parsed, oldest first.
 pub fn versions() -> Vec<(&'static str, Version)> {
     SUPPORTED_VERSIONS
